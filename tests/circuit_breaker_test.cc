@@ -1,0 +1,306 @@
+// Copyright 2026 The herd Authors.
+
+#include "herd/circuit_breaker.h"
+
+#include <atomic>
+#include <chrono>
+#include <latch>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "herd/clock.h"
+#include "herd/errors.h"
+
+namespace herd {
+namespace {
+
+using std::chrono::nanoseconds;
+using std::chrono::seconds;
+using State = CircuitBreaker::State;
+
+struct DbDown : std::runtime_error {
+  DbDown() : std::runtime_error("db down") {}
+};
+struct NotFound : std::runtime_error {
+  NotFound() : std::runtime_error("not found") {}
+};
+
+// Calls through `breaker` a loader that fails iff `fail`; returns whether the
+// loader ran.
+bool Call(CircuitBreaker& breaker, bool fail) {
+  bool ran = false;
+  auto loader = WithBreaker(breaker, [&]() -> int {
+    ran = true;
+    if (fail) throw DbDown();
+    return 1;
+  });
+  try {
+    loader(std::stop_token());
+  } catch (const DbDown&) {
+  } catch (const CircuitOpen&) {
+    EXPECT_FALSE(ran);
+  }
+  return ran;
+}
+
+CircuitBreaker::Options Consecutive(const Clock& clock, int threshold) {
+  return {.failure_threshold = threshold,
+          .open_duration = seconds(10),
+          .clock = &clock};
+}
+
+TEST(CircuitBreaker, RejectsBadOptions) {
+  auto make = [](CircuitBreaker::Options o) { CircuitBreaker b(std::move(o)); };
+  EXPECT_THROW(make({.failure_threshold = 0}), std::invalid_argument);
+  EXPECT_THROW(make({.failure_threshold = -1}), std::invalid_argument);
+  EXPECT_THROW(make({.window_size = -1}), std::invalid_argument);
+  EXPECT_THROW(make({.window_size = 10, .failure_ratio = 0.0}),
+               std::invalid_argument);
+  EXPECT_THROW(make({.window_size = 10, .failure_ratio = 1.5}),
+               std::invalid_argument);
+  EXPECT_THROW(make({.open_duration = seconds(0)}), std::invalid_argument);
+  EXPECT_THROW(make({.open_duration = -seconds(1)}), std::invalid_argument);
+  EXPECT_THROW(make({.half_open_trials = 0}), std::invalid_argument);
+  EXPECT_NO_THROW(make({}));
+}
+
+TEST(CircuitBreaker, ClosedBreakerPassesValuesAndErrorsThrough) {
+  CircuitBreaker breaker;
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  auto ok = WithBreaker(breaker, [] { return std::string("v"); });
+  EXPECT_EQ(ok(std::stop_token()), "v");
+  auto bad = WithBreaker(breaker, []() -> int { throw NotFound(); });
+  EXPECT_THROW(bad(std::stop_token()), NotFound);
+  EXPECT_EQ(breaker.state(), State::kClosed);
+}
+
+TEST(CircuitBreaker, OpensAfterThresholdFailures) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 3));
+  EXPECT_TRUE(Call(breaker, true));
+  EXPECT_TRUE(Call(breaker, true));
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  EXPECT_TRUE(Call(breaker, true));
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  // Open: fails at once, without running the loader.
+  EXPECT_FALSE(Call(breaker, false));
+  EXPECT_FALSE(Call(breaker, false));
+  EXPECT_EQ(breaker.rejected(), 2);
+}
+
+TEST(CircuitBreaker, OpenBreakerThrowsCircuitOpen) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 1));
+  Call(breaker, true);
+  int runs = 0;
+  auto loader = WithBreaker(breaker, [&] { return ++runs; });
+  EXPECT_THROW(loader(std::stop_token()), CircuitOpen);
+  EXPECT_EQ(runs, 0);
+}
+
+TEST(CircuitBreaker, SuccessResetsConsecutiveFailures) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 3));
+  Call(breaker, true);
+  Call(breaker, true);
+  Call(breaker, false);
+  Call(breaker, true);
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kOpen);
+}
+
+TEST(CircuitBreaker, HalfOpensExactlyAfterOpenDuration) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 1));
+  Call(breaker, true);
+  clock.Advance(seconds(10) - nanoseconds(1));
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  EXPECT_FALSE(Call(breaker, false));
+  clock.Advance(nanoseconds(1));
+  EXPECT_EQ(breaker.state(), State::kHalfOpen);
+  EXPECT_TRUE(Call(breaker, false));  // the trial succeeds
+  EXPECT_EQ(breaker.state(), State::kClosed);
+}
+
+TEST(CircuitBreaker, FailedTrialReopensForAnotherOpenDuration) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 1));
+  Call(breaker, true);
+  clock.Advance(seconds(15));
+  EXPECT_TRUE(Call(breaker, true));  // trial fails
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  clock.Advance(seconds(9));
+  EXPECT_FALSE(Call(breaker, false));
+  clock.Advance(seconds(1));
+  EXPECT_TRUE(Call(breaker, false));
+  EXPECT_EQ(breaker.state(), State::kClosed);
+}
+
+TEST(CircuitBreaker, HalfOpenAdmitsOnlyTheTrialCount) {
+  FakeClock clock;
+  CircuitBreaker::Options o = Consecutive(clock, 1);
+  o.half_open_trials = 2;
+  CircuitBreaker breaker(o);
+  Call(breaker, true);
+  clock.Advance(seconds(10));
+  auto t1 = breaker.TryAdmit();
+  auto t2 = breaker.TryAdmit();
+  ASSERT_TRUE(t1.has_value());
+  ASSERT_TRUE(t2.has_value());
+  EXPECT_FALSE(breaker.TryAdmit().has_value());  // both trials in flight
+  breaker.Record(*t1, /*failed=*/false);
+  EXPECT_EQ(breaker.state(), State::kHalfOpen);  // one success of two
+  EXPECT_FALSE(breaker.TryAdmit().has_value());
+  breaker.Record(*t2, /*failed=*/false);
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  EXPECT_TRUE(breaker.TryAdmit().has_value());
+}
+
+TEST(CircuitBreaker, RatioModeTripsOnFailedFractionOfWindow) {
+  FakeClock clock;
+  CircuitBreaker breaker({.window_size = 4,
+                          .failure_ratio = 0.75,
+                          .open_duration = seconds(10),
+                          .clock = &clock});
+  // Sliding window of 4: F F S S | F | F | F -> trips on the 7th call, when
+  // the window is S F F F.
+  for (bool fail : {true, true, false, false, true, true}) {
+    Call(breaker, fail);
+    EXPECT_EQ(breaker.state(), State::kClosed);
+  }
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kOpen);
+}
+
+TEST(CircuitBreaker, RatioModeWaitsForAFullWindow) {
+  FakeClock clock;
+  CircuitBreaker breaker({.window_size = 4,
+                          .failure_ratio = 0.5,
+                          .open_duration = seconds(10),
+                          .clock = &clock});
+  Call(breaker, true);
+  Call(breaker, true);
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kClosed);  // 3 of 4 calls seen
+  Call(breaker, false);
+  EXPECT_EQ(breaker.state(), State::kOpen);  // 3/4 >= 0.5
+}
+
+TEST(CircuitBreaker, RatioIsExactDespiteFloatingPoint) {
+  FakeClock clock;
+  // 0.3 * 10 is 3.0000000000000004 in binary floating point.
+  CircuitBreaker breaker({.window_size = 10,
+                          .failure_ratio = 0.3,
+                          .open_duration = seconds(10),
+                          .clock = &clock});
+  for (int i = 0; i < 7; ++i) Call(breaker, false);
+  Call(breaker, true);
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kOpen);
+}
+
+TEST(CircuitBreaker, OutcomeOfCallAdmittedInEarlierStateIsIgnored) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 2));
+  auto slow = breaker.TryAdmit();  // a slow call admitted while closed
+  ASSERT_TRUE(slow.has_value());
+  Call(breaker, true);
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  clock.Advance(seconds(10));
+  auto trial = breaker.TryAdmit();
+  ASSERT_TRUE(trial.has_value());
+  breaker.Record(*slow, /*failed=*/true);  // stale: neither reopens...
+  EXPECT_EQ(breaker.state(), State::kHalfOpen);
+  breaker.Record(*slow, /*failed=*/false);  // ...nor closes
+  EXPECT_EQ(breaker.state(), State::kHalfOpen);
+  breaker.Record(*trial, /*failed=*/false);
+  EXPECT_EQ(breaker.state(), State::kClosed);
+}
+
+TEST(CircuitBreaker, IsFailureDecidesWhatCounts) {
+  FakeClock clock;
+  CircuitBreaker::Options o = Consecutive(clock, 1);
+  o.is_failure = [](const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const NotFound&) {
+      return false;
+    } catch (...) {
+      return true;
+    }
+  };
+  CircuitBreaker breaker(o);
+  auto missing = WithBreaker(breaker, []() -> int { throw NotFound(); });
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THROW(missing(std::stop_token()), NotFound);
+  }
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  Call(breaker, true);
+  EXPECT_EQ(breaker.state(), State::kOpen);
+}
+
+TEST(CircuitBreaker, ProtectedCallsRunInParallel) {
+  CircuitBreaker breaker;
+  // Each call waits inside the loader for the other: if the breaker held
+  // its lock during the call, the second could never start.
+  std::latch both_inside(2);
+  auto loader = WithBreaker(breaker, [&] {
+    both_inside.arrive_and_wait();
+    return 1;
+  });
+  std::thread a([&] { EXPECT_EQ(loader(std::stop_token()), 1); });
+  std::thread b([&] { EXPECT_EQ(loader(std::stop_token()), 1); });
+  a.join();
+  b.join();
+  EXPECT_EQ(breaker.state(), State::kClosed);
+}
+
+TEST(CircuitBreaker, PassesStopTokenAndSupportsVoidLoaders) {
+  CircuitBreaker breaker;
+  std::stop_source stop;
+  stop.request_stop();
+  bool saw_stop = false;
+  auto loader = WithBreaker(
+      breaker, [&](std::stop_token t) { saw_stop = t.stop_requested(); });
+  loader(stop.get_token());
+  EXPECT_TRUE(saw_stop);
+}
+
+TEST(CircuitBreaker, ConcurrentCallsAreAllAccountedFor) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 3));
+  constexpr int kThreads = 4, kCalls = 2000;
+  std::atomic<int> ran{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        auto loader = WithBreaker(breaker, [&, i]() -> int {
+          ran.fetch_add(1);
+          if ((i + t) % 5 < 3) throw DbDown();
+          return 0;
+        });
+        try {
+          loader(std::stop_token());
+        } catch (const DbDown&) {
+        } catch (const CircuitOpen&) {
+          refused.fetch_add(1);
+        }
+        if (i % 100 == 0 && t == 0) clock.Advance(seconds(10));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ran.load() + refused.load(), kThreads * kCalls);
+  EXPECT_EQ(refused.load(), breaker.rejected());
+}
+
+}  // namespace
+}  // namespace herd
