@@ -1,0 +1,199 @@
+// Copyright 2026 The herd Authors.
+//
+// herd/concurrency_limiter.h: at most N loaders in flight at once.
+//
+//   herd::ConcurrencyLimiter          N permits on a std::counting_semaphore
+//   herd::ConcurrencyLimiter::Permit  movable RAII permit; released when
+//                                     destroyed
+//   herd::LimitExceeded               no permit came within the allowed wait
+//   herd::WithLimit()                 wraps a loader so that it holds a
+//                                     permit while it runs
+//
+// Example:
+//
+//   herd::ConcurrencyLimiter db_slots(8);
+//   if (auto permit = db_slots.TryAcquire()) { query(); }  // released here
+//   auto value = share.Do(key, herd::WithLimit(db_slots, load_from_db));
+//
+// Permits are std::counting_semaphore counts: taking and returning one is a
+// lock-free atomic operation when uncontended, and a blocked acquirer sleeps
+// in the kernel (no polling).
+//
+// Limitation: std::counting_semaphore waits cannot be interrupted, so
+// Acquire() ignores stop tokens, and TryAcquireFor() measures its timeout in
+// real time (std::chrono::steady_clock), not on an injected herd::Clock.
+// Bound the wait for a permit with WithLimit(limiter, max_wait, loader), or
+// shed load at once with TryAcquire().
+//
+// Thread safety: every member function may be called concurrently. A Permit
+// is a value: one thread at a time.
+// Memory ordering: releasing a permit happens before the acquisition that
+// obtains it (std::counting_semaphore's guarantee).
+
+#ifndef HERD_CONCURRENCY_LIMITER_H_
+#define HERD_CONCURRENCY_LIMITER_H_
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <semaphore>
+#include <stdexcept>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+#include "herd/errors.h"
+#include "herd/internal/invoke.h"
+
+namespace herd {
+
+// WithLimit() waited max_wait without getting a permit.
+// (Kept here rather than in errors.h, which another component owns.)
+class LimitExceeded : public Error {
+ public:
+  LimitExceeded() : Error("herd: concurrency limit reached") {}
+  using Error::Error;
+};
+
+class ConcurrencyLimiter {
+ public:
+  // The largest `max` accepted.
+  static constexpr std::ptrdiff_t kMaxLimit = 1 << 30;
+
+  // Holds one permit until destroyed, moved from, or Release()d.
+  class Permit {
+   public:
+    Permit(Permit&& other) noexcept
+        : limiter_(std::exchange(other.limiter_, nullptr)) {}
+    Permit& operator=(Permit&& other) noexcept {
+      if (this != &other) {
+        Release();
+        limiter_ = std::exchange(other.limiter_, nullptr);
+      }
+      return *this;
+    }
+    Permit(const Permit&) = delete;
+    Permit& operator=(const Permit&) = delete;
+    ~Permit() { Release(); }
+
+    // Returns the permit now; no-op if it holds none.
+    void Release() noexcept {
+      if (limiter_ != nullptr) std::exchange(limiter_, nullptr)->Return();
+    }
+
+    // True iff this object holds a permit.
+    explicit operator bool() const noexcept { return limiter_ != nullptr; }
+
+   private:
+    friend class ConcurrencyLimiter;
+    explicit Permit(ConcurrencyLimiter* limiter) : limiter_(limiter) {}
+    ConcurrencyLimiter* limiter_;
+  };
+
+  // REQUIRES: 1 <= max <= kMaxLimit.
+  // Throws: std::invalid_argument otherwise.
+  explicit ConcurrencyLimiter(std::ptrdiff_t max);
+
+  // REQUIRES: no permit outstanding.
+  ~ConcurrencyLimiter() = default;
+
+  ConcurrencyLimiter(const ConcurrencyLimiter&) = delete;
+  ConcurrencyLimiter& operator=(const ConcurrencyLimiter&) = delete;
+
+  // Blocks until a permit is free (not interruptible; see above).
+  Permit Acquire() {
+    semaphore_.acquire();
+    return Permit(this);
+  }
+
+  // Returns a permit iff one is free now.
+  std::optional<Permit> TryAcquire() {
+    if (!semaphore_.try_acquire()) return std::nullopt;
+    return Permit(this);
+  }
+
+  // Returns a permit iff one becomes free within `timeout` of real time.
+  template <class Rep, class Period>
+  std::optional<Permit> TryAcquireFor(
+      std::chrono::duration<Rep, Period> timeout) {
+    if (!semaphore_.try_acquire_for(timeout)) return std::nullopt;
+    return Permit(this);
+  }
+
+  std::ptrdiff_t max() const { return max_; }
+
+ private:
+  void Return() noexcept { semaphore_.release(); }
+
+  const std::ptrdiff_t max_;
+  std::counting_semaphore<kMaxLimit> semaphore_;
+};
+
+namespace internal {
+
+// The loader WithLimit() returns.
+template <class L>
+class LimitedLoader {
+ public:
+  LimitedLoader(ConcurrencyLimiter& limiter,
+                std::optional<std::chrono::steady_clock::duration> max_wait,
+                L loader)
+      : limiter_(&limiter), max_wait_(max_wait), loader_(std::move(loader)) {}
+
+  LoaderResult<L&> operator()(std::stop_token stop) {
+    ConcurrencyLimiter::Permit permit = Take();
+    return InvokeLoader(loader_, std::move(stop));
+  }
+  auto operator()(std::stop_token stop) const
+    requires IsLoader<const L&>
+  {
+    ConcurrencyLimiter::Permit permit = Take();
+    return InvokeLoader(loader_, std::move(stop));
+  }
+
+ private:
+  ConcurrencyLimiter::Permit Take() const {
+    if (!max_wait_) return limiter_->Acquire();
+    std::optional<ConcurrencyLimiter::Permit> permit =
+        limiter_->TryAcquireFor(*max_wait_);
+    if (!permit) throw LimitExceeded();
+    return std::move(*permit);
+  }
+
+  ConcurrencyLimiter* limiter_;
+  std::optional<std::chrono::steady_clock::duration> max_wait_;
+  L loader_;
+};
+
+}  // namespace internal
+
+// Returns a loader, invocable as Value(std::stop_token), that holds a permit
+// from `limiter` while `loader` runs, waiting as long as it takes for one.
+// `limiter` must outlive the result.
+template <class L>
+  requires internal::IsLoader<std::decay_t<L>&>
+internal::LimitedLoader<std::decay_t<L>> WithLimit(ConcurrencyLimiter& limiter,
+                                                   L&& loader) {
+  return internal::LimitedLoader<std::decay_t<L>>(limiter, std::nullopt,
+                                                  std::forward<L>(loader));
+}
+
+// As above, but throws herd::LimitExceeded, without running `loader`, if no
+// permit is free within `max_wait` (real time; zero means "only if one is
+// free now").
+// Throws: std::invalid_argument if max_wait < 0.
+template <class L>
+  requires internal::IsLoader<std::decay_t<L>&>
+internal::LimitedLoader<std::decay_t<L>> WithLimit(
+    ConcurrencyLimiter& limiter, std::chrono::steady_clock::duration max_wait,
+    L&& loader) {
+  if (max_wait < std::chrono::steady_clock::duration::zero()) {
+    throw std::invalid_argument("herd::WithLimit: negative max_wait");
+  }
+  return internal::LimitedLoader<std::decay_t<L>>(limiter, max_wait,
+                                                  std::forward<L>(loader));
+}
+
+}  // namespace herd
+
+#endif  // HERD_CONCURRENCY_LIMITER_H_
