@@ -16,11 +16,18 @@
 //   User u = users.Do(id, [&] { return db.LoadUser(id); });
 //
 // The first caller of a key (the leader) runs the loader on its own thread.
-// Callers that arrive while that *flight* is in progress block on the
-// flight's std::shared_future and return a copy of the same value, or
-// rethrow the same exception: whatever the loader threw, type and payload
-// intact. When the flight ends its key is removed: Share caches nothing (see
-// herd/loading_cache.h for a cache built on it).
+// Callers that arrive while that *flight* is in progress block until it
+// ends and return a copy of the same value, or rethrow the same exception:
+// whatever the loader threw, type and payload intact. When the flight ends
+// its key is removed: Share caches nothing (see herd/loading_cache.h for a
+// cache built on it).
+//
+// Cost: a flight nobody joins lives on its leader's stack and allocates
+// nothing (its map entry aside: a Key that allocates when copied, such as a
+// long std::string, allocates once). The shared state that callers wait on
+// is allocated when a second party first joins the flight. A joining caller
+// spins for about a microsecond, then sleeps on a futex (Linux) that the
+// flight's end wakes all at once.
 //
 // A loader is invocable as `Value()` or as `Value(std::stop_token)`. The token
 // reports stop_requested() once the flight is cancelled (Cancel, CancelAll),
@@ -50,6 +57,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <condition_variable>
 #include <cstddef>
@@ -58,6 +66,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -72,7 +81,24 @@
 #include "herd/clock.h"
 #include "herd/errors.h"
 #include "herd/internal/invoke.h"
-#include "herd/internal/mutex.h"
+
+// Waiters sleep on a futex where there is one; elsewhere on a condition
+// variable. Defining HERD_INTERNAL_FUTEX=0 forces the portable path.
+#if !defined(HERD_INTERNAL_FUTEX)
+#if defined(__linux__)
+#define HERD_INTERNAL_FUTEX 1
+#else
+#define HERD_INTERNAL_FUTEX 0
+#endif
+#endif
+#if HERD_INTERNAL_FUTEX
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#endif
 
 namespace herd {
 
@@ -125,6 +151,203 @@ struct CallInfo {
   bool executed = false;  // this call ran the loader
   bool shared = false;    // the value returned was produced by another call
 };
+
+namespace internal {
+
+inline void CpuRelax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+#if HERD_INTERNAL_FUTEX
+// Sleeps while *word == expected, until woken, or until `abs_deadline`
+// (CLOCK_MONOTONIC, the clock of std::chrono::steady_clock) when not null.
+// Returns false iff the deadline passed. May return spuriously.
+inline bool FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
+                      const timespec* abs_deadline) noexcept {
+  const long rc = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word),
+                          FUTEX_WAIT_BITSET_PRIVATE, expected, abs_deadline,
+                          nullptr, FUTEX_BITSET_MATCH_ANY);
+  return rc == 0 || errno != ETIMEDOUT;
+}
+
+inline void FutexWake(std::atomic<uint32_t>* word, int n) noexcept {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
+          n, nullptr, nullptr, 0);
+}
+#endif
+
+// The lock of a Share shard. Its critical sections are a few dozen
+// nanoseconds of map work, taken twice by every call, so it is built for
+// that: one compare-and-swap to take it, one exchange to release it (glibc's
+// pthread_mutex pays about 110 instructions for the two), a short spin when
+// it is taken, then a futex sleep, so a thread preempted while holding it
+// costs the others no CPU. Not recursive, no deadlock detection; elsewhere
+// than Linux it is a std::mutex.
+class ABSL_LOCKABLE ShardMutex {
+ public:
+  ShardMutex() = default;
+  ShardMutex(const ShardMutex&) = delete;
+  ShardMutex& operator=(const ShardMutex&) = delete;
+
+#if HERD_INTERNAL_FUTEX
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
+    uint32_t expected = kFree;
+    if (!word_.compare_exchange_strong(expected, kLocked,
+                                       std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      LockSlow();
+    }
+  }
+  void Unlock() ABSL_UNLOCK_FUNCTION() {
+    if (word_.exchange(kFree, std::memory_order_release) == kSleepers) {
+      FutexWake(&word_, 1);
+    }
+  }
+
+ private:
+  static constexpr uint32_t kFree = 0;
+  static constexpr uint32_t kLocked = 1;
+  static constexpr uint32_t kSleepers = 2;  // locked, and a thread may sleep
+  static constexpr int kSpins = 40;
+
+  void LockSlow() {
+    for (int i = 0; i < kSpins; ++i) {
+      CpuRelax();
+      uint32_t w = word_.load(std::memory_order_relaxed);
+      if (w == kFree &&
+          word_.compare_exchange_weak(w, kLocked, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+        return;
+      }
+    }
+    // Whoever takes the lock from here on marks it kSleepers, so that its
+    // Unlock wakes the next sleeper.
+    while (word_.exchange(kSleepers, std::memory_order_acquire) != kFree) {
+      FutexWait(&word_, kSleepers, nullptr);
+    }
+  }
+
+  std::atomic<uint32_t> word_{kFree};
+#else
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+
+ private:
+  std::mutex mu_;
+#endif
+};
+
+class ABSL_SCOPED_LOCKABLE ShardLock {
+ public:
+  explicit ShardLock(ShardMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
+      : mu_(mu) {
+    mu_->Lock();
+  }
+  ShardLock(const ShardLock&) = delete;
+  ShardLock& operator=(const ShardLock&) = delete;
+  ~ShardLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+
+ private:
+  ShardMutex* const mu_;
+};
+
+// A one-shot event that any number of threads wait for: Set() once, and
+// every Wait() returns. Everything the setter did before Set() is visible to
+// a waiter after Wait() returns true. Waiters spin briefly (a flight of a
+// fast loader often ends within a microsecond), then sleep in the kernel
+// (a futex on Linux), and Set() wakes them all with one system call, and
+// only when one is asleep.
+class OnceEvent {
+ public:
+  OnceEvent() = default;
+  OnceEvent(const OnceEvent&) = delete;
+  OnceEvent& operator=(const OnceEvent&) = delete;
+
+  bool IsSet() const noexcept {
+    return word_.load(std::memory_order_acquire) == kSet;
+  }
+
+  // REQUIRES: called at most once.
+  void Set() noexcept {
+#if HERD_INTERNAL_FUTEX
+    if (word_.exchange(kSet, std::memory_order_release) == kSleepers) {
+      FutexWake(&word_, INT_MAX);
+    }
+#else
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      word_.store(kSet, std::memory_order_release);
+    }
+    cv_.notify_all();
+#endif
+  }
+
+  void Wait() noexcept { WaitUntil(nullptr); }
+
+  // Returns true iff the event was set before `deadline` (steady clock).
+  bool WaitUntil(std::chrono::steady_clock::time_point deadline) noexcept {
+    return WaitUntil(&deadline);
+  }
+
+ private:
+  static constexpr uint32_t kUnset = 0;
+  static constexpr uint32_t kSleepers = 1;  // unset, and a waiter may sleep
+  static constexpr uint32_t kSet = 2;
+  // A microsecond or two on current x86.
+  static constexpr int kSpins = 64;
+
+  bool WaitUntil(const std::chrono::steady_clock::time_point* deadline)
+      noexcept {
+    for (int i = 0; i < kSpins; ++i) {
+      if (IsSet()) return true;
+      CpuRelax();
+    }
+#if HERD_INTERNAL_FUTEX
+    timespec abs{};
+    if (deadline != nullptr) {
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          deadline->time_since_epoch())
+                          .count();
+      if (ns <= 0) return IsSet();
+      abs.tv_sec = static_cast<time_t>(ns / 1000000000);
+      abs.tv_nsec = static_cast<long>(ns % 1000000000);
+    }
+    uint32_t w = word_.load(std::memory_order_acquire);
+    while (w != kSet) {
+      if (w == kUnset &&
+          !word_.compare_exchange_weak(w, kSleepers,
+                                       std::memory_order_acquire)) {
+        continue;  // w reloaded
+      }
+      if (!FutexWait(&word_, kSleepers, deadline != nullptr ? &abs : nullptr)) {
+        return IsSet();
+      }
+      w = word_.load(std::memory_order_acquire);
+    }
+    return true;
+#else
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto set = [&] { return IsSet(); };
+    if (deadline == nullptr) {
+      cv_.wait(lock, set);
+      return true;
+    }
+    return cv_.wait_until(lock, *deadline, set);
+#endif
+  }
+
+  std::atomic<uint32_t> word_{kUnset};
+#if !HERD_INTERNAL_FUTEX
+  std::mutex mu_;
+  std::condition_variable cv_;
+#endif
+};
+
+}  // namespace internal
 
 template <class Key, class Value, class Hash = absl::Hash<Key>,
           class Eq = std::equal_to<Key>>
@@ -213,25 +436,84 @@ class Share {
   ShareStats Stats() const;
 
  private:
+  // A key and its hash, so that the shard pick and every probe of the shard's
+  // map share one hash computation.
+  struct Probe {
+    const Key* key;
+    size_t hash;
+  };
+  // The map's key: a Key, constructible from a Probe so that try_emplace
+  // copies the key only when it inserts.
+  struct StoredKey {
+    explicit StoredKey(const Probe& p) : key(*p.key) {}
+    Key key;
+  };
+  struct MapHash {
+    using is_transparent = void;
+    size_t operator()(const StoredKey& k) const { return Hash{}(k.key); }
+    size_t operator()(const Probe& p) const { return p.hash; }
+  };
+  struct MapEq {
+    using is_transparent = void;
+    bool operator()(const StoredKey& a, const StoredKey& b) const {
+      return Eq{}(a.key, b.key);
+    }
+    bool operator()(const StoredKey& a, const Probe& b) const {
+      return Eq{}(a.key, *b.key);
+    }
+    bool operator()(const Probe& a, const StoredKey& b) const {
+      return Eq{}(*a.key, b.key);
+    }
+  };
+
+  struct HeapFlight;
+
+  // One flight. A blocking leader's flight lives in its Run() frame and
+  // costs no allocation; the first second party (a waiter, an extra
+  // execution, an async caller) moves it to a HeapFlight, which is also the
+  // shared state that waiters block on. Flights made by DoAsync start on
+  // the heap.
   struct Flight {
+    explicit Flight(bool heap) : on_heap(heap) {}
+
+    // State below is protected by the shard's mu.
     Clock::time_point started{};  // set only when max_flight_age is on
     int running = 0;              // executions not yet settled
     int extra_credits = 0;        // from Release() and kRerun
     bool in_map = true;           // the key's current flight
     bool done = false;            // outcome decided
     bool cancelled = false;
-    std::exception_ptr first_error;
-    // Created only once a second party (a waiter, an extra execution, an
-    // async caller) needs it, so a flight nobody joins allocates nothing
-    // but itself.
-    std::optional<std::promise<Value>> promise;
-    std::shared_future<Value> future;
+    const bool on_heap;           // this is a HeapFlight
     std::stop_source stop{std::nostopstate};
+
+    // A stack flight: the heap flight it moved to. Written under mu, read
+    // without it by the RecursiveCall check (which only compares it).
+    std::atomic<HeapFlight*> moved_to{nullptr};
+  };
+
+  struct HeapFlight : Flight {
+    HeapFlight() : Flight(/*heap=*/true) {}
+
+    // Guarded by the shard's mu, as Flight's state.
+    std::exception_ptr first_error;
+    std::optional<std::promise<Value>> promise;  // once DoAsync wants one
+    std::shared_future<Value> future;
+
+    // Parties that may still touch the flight outside the lock: running
+    // executions, waiters, a cancel being finished. The last one to drop
+    // its reference deletes the flight.
+    std::atomic<int> refs{0};
+    // The outcome: written once, by whoever decided it (the execution that
+    // completed the flight, or Cancel), before `ready` is set.
+    std::optional<Value> value;
+    std::exception_ptr error;
+    internal::OnceEvent ready;
   };
 
   struct alignas(64) Shard {
-    internal::Mutex mu;
-    absl::flat_hash_map<Key, Flight*, Hash, Eq> flights ABSL_GUARDED_BY(mu);
+    internal::ShardMutex mu;
+    absl::flat_hash_map<StoredKey, Flight*, MapHash, MapEq> flights
+        ABSL_GUARDED_BY(mu);
     // Counters below calls/executions are guarded by mu; the two updated
     // after a wait are atomic so that waking waiters take no lock.
     uint64_t calls ABSL_GUARDED_BY(mu) = 0;
@@ -242,6 +524,7 @@ class Share {
     std::atomic<uint64_t> shared{0};
     std::atomic<uint64_t> timeouts{0};
   };
+  using Map = decltype(Shard::flights);
 
   // One entry per execution running on this thread, innermost first, for
   // RecursiveCall detection.
@@ -254,8 +537,8 @@ class Share {
   // What a caller must do after its execution settled.
   struct Settlement {
     enum Kind { kReturnOwn, kWait, kThrowCancelled, kThrow } kind;
-    std::shared_future<Value> future;  // kWait
-    std::exception_ptr error;          // kThrow
+    HeapFlight* wait_on;       // kWait, with the caller's reference
+    std::exception_ptr error;  // kThrow
   };
 
   using Deadline = std::optional<std::chrono::steady_clock::time_point>;
@@ -263,17 +546,19 @@ class Share {
   template <class Loader>
   static void CheckLoader(const Loader& loader);
 
-  Shard& ShardFor(const Key& key) const {
-    const size_t h = Hash{}(key);
+  Probe ProbeFor(const Key& key) const { return Probe{&key, Hash{}(key)}; }
+
+  Shard& ShardFor(const Probe& probe) const {
+    if (shard_mask_ == 0) return shards_[0];
     // High bits pick the shard; flat_hash_map uses the low ones.
-    return shards_[(h >> 32) & shard_mask_];
+    return shards_[(probe.hash >> 32) & shard_mask_];
   }
 
   template <class Loader>
   Value Run(const Key& key, Loader& loader, Deadline deadline, CallInfo* info);
 
   template <class Loader>
-  Value Execute(Shard& shard, const Key& key, Flight* flight,
+  Value Execute(Shard& shard, const Probe& probe, Flight* flight,
                 std::stop_token stop, Loader& loader, Deadline deadline,
                 CallInfo* info);
 
@@ -285,13 +570,20 @@ class Share {
 
   // Records the end of one execution of `flight` (a value in `*value`, or
   // `error`), completes the flight when that decides it, and says what the
-  // execution's caller gets.
-  Settlement Settle(Shard& shard, const Key& key, Flight* flight,
+  // execution's caller gets. Drops the execution's reference unless the
+  // caller must wait.
+  Settlement Settle(Shard& shard, const Probe& probe, Flight* flight,
                     std::optional<Value>* value, std::exception_ptr error)
       ABSL_LOCKS_EXCLUDED(shard.mu);
 
-  // Starts a new flight for `key` with one execution running.
-  Flight* StartFlightLocked(Shard& shard, const Key& key)
+  // Makes `flight` (new, not yet in the map) the key's flight with one
+  // execution running.
+  void StartLocked(Shard& shard, Flight* flight)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+
+  // The heap flight behind `it`, moving a stack flight to the heap first.
+  // Throws: std::bad_alloc, with nothing changed.
+  static HeapFlight* ShareLocked(Shard& shard, typename Map::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   // The stop token for an execution of `flight` by a Loader; gives the
@@ -299,26 +591,34 @@ class Share {
   template <class Loader>
   static std::stop_token TokenForLocked(Flight* flight);
 
-  static void EnsureFutureLocked(Flight* flight);
+  static void EnsureFutureLocked(HeapFlight* flight);
 
   // Removes `flight` from the map if it is still `key`'s current flight. A
   // flight that was detached never touches its successor (Go issue 31420).
-  static void UnmapLocked(Shard& shard, const Key& key, Flight* flight)
+  static void UnmapLocked(Shard& shard, const Probe& probe, Flight* flight)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   bool TooOldLocked(const Flight* flight) const;
 
   bool SampleExtraExecution() const;
 
-  static Value Await(Shard& shard, const std::shared_future<Value>& future,
-                     Deadline deadline, CallInfo* info);
+  static void Unref(HeapFlight* flight) {
+    if (flight->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      delete flight;
+    }
+  }
+
+  // Waits for heap flight `flight`'s outcome, consuming the caller's
+  // reference.
+  static Value Await(Shard& shard, HeapFlight* flight, Deadline deadline,
+                     CallInfo* info);
 
   // Detaches `flight` from the map and marks it cancelled. Returns what must
   // be signalled outside the lock.
   struct CancelWork {
     std::stop_source stop{std::nostopstate};
     std::optional<std::promise<Value>> promise;
-    Flight* to_delete = nullptr;
+    HeapFlight* flight = nullptr;  // with a reference
   };
   static CancelWork CancelLocked(Shard& shard, Flight* flight)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
@@ -408,16 +708,31 @@ bool Share<K, V, H, E>::SampleExtraExecution() const {
 }
 
 template <class K, class V, class H, class E>
-auto Share<K, V, H, E>::StartFlightLocked(Shard& shard, const K& key)
-    -> Flight* {
-  auto flight = std::make_unique<Flight>();
+void Share<K, V, H, E>::StartLocked(Shard& shard, Flight* flight) {
   flight->running = 1;
   if (options_.max_flight_age > std::chrono::nanoseconds::zero()) {
     flight->started = clock_.Now();
   }
-  shard.flights.insert_or_assign(key, flight.get());
   ++shard.executions;
-  return flight.release();
+}
+
+template <class K, class V, class H, class E>
+auto Share<K, V, H, E>::ShareLocked(Shard& shard, typename Map::iterator it)
+    -> HeapFlight* {
+  (void)shard;  // for the lock annotation
+  Flight* flight = it->second;
+  if (flight->on_heap) return static_cast<HeapFlight*>(flight);
+  // `flight` is in the map, so it is neither done nor cancelled, and its
+  // leader is its only execution.
+  auto heap = std::make_unique<HeapFlight>();
+  heap->started = flight->started;
+  heap->running = flight->running;
+  heap->extra_credits = flight->extra_credits;
+  heap->stop = flight->stop;  // shares the stop state the leader's token uses
+  heap->refs.store(flight->running, std::memory_order_relaxed);
+  flight->moved_to.store(heap.get(), std::memory_order_relaxed);
+  it->second = heap.get();
+  return heap.release();
 }
 
 template <class K, class V, class H, class E>
@@ -434,7 +749,7 @@ std::stop_token Share<K, V, H, E>::TokenForLocked(Flight* flight) {
 }
 
 template <class K, class V, class H, class E>
-void Share<K, V, H, E>::EnsureFutureLocked(Flight* flight) {
+void Share<K, V, H, E>::EnsureFutureLocked(HeapFlight* flight) {
   if (!flight->promise.has_value()) {
     flight->promise.emplace();
     flight->future = flight->promise->get_future().share();
@@ -442,11 +757,11 @@ void Share<K, V, H, E>::EnsureFutureLocked(Flight* flight) {
 }
 
 template <class K, class V, class H, class E>
-void Share<K, V, H, E>::UnmapLocked(Shard& shard, const K& key,
+void Share<K, V, H, E>::UnmapLocked(Shard& shard, const Probe& probe,
                                     Flight* flight) {
   if (!flight->in_map) return;
   flight->in_map = false;
-  auto it = shard.flights.find(key);
+  auto it = shard.flights.find(probe);
   if (it != shard.flights.end() && it->second == flight) {
     shard.flights.erase(it);
   }
@@ -457,30 +772,42 @@ template <class Loader>
 V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
                          CallInfo* info) {
   CheckLoader(loader);
-  Shard& shard = ShardFor(key);
-  std::shared_future<V> future;
-  Flight* flight = nullptr;
+  const Probe probe = ProbeFor(key);
+  Shard& shard = ShardFor(probe);
+  Flight local(/*heap=*/false);  // the flight, if this call starts one
+  Flight* flight = nullptr;      // the flight this call executes
+  HeapFlight* wait_on = nullptr;  // or the one it waits on, with a reference
   std::stop_token stop;
   {
-    internal::MutexLock lock(&shard.mu);
+    internal::ShardLock lock(&shard.mu);
     ++shard.calls;
-    auto it = shard.flights.find(key);
-    if (it == shard.flights.end()) {
-      flight = StartFlightLocked(shard, key);
-      stop = TokenForLocked<Loader>(flight);
-    } else {
-      Flight* current = it->second;
+    auto [it, inserted] = shard.flights.try_emplace(probe, &local);
+    if (!inserted) {
+      const Flight* current = it->second;
       for (const Frame* f = frames_; f != nullptr; f = f->prev) {
-        if (f->flight == current) throw RecursiveCall();
+        if (f->flight == current ||
+            f->flight->moved_to.load(std::memory_order_relaxed) == current) {
+          throw RecursiveCall();
+        }
       }
-      if (TooOldLocked(current)) {
-        current->in_map = false;  // its executions still complete it
-        shard.flights.erase(it);
-        flight = StartFlightLocked(shard, key);
-        stop = TokenForLocked<Loader>(flight);
-      } else if (current->extra_credits > 0 || SampleExtraExecution()) {
+    }
+    if (inserted || TooOldLocked(it->second)) {
+      try {
+        stop = TokenForLocked<Loader>(&local);  // may allocate a stop state
+      } catch (...) {
+        if (inserted) shard.flights.erase(it);
+        throw;
+      }
+      if (!inserted) {
+        it->second->in_map = false;  // its executions still complete it
+        it->second = &local;
+      }
+      StartLocked(shard, &local);
+      flight = &local;
+    } else {
+      HeapFlight* current = ShareLocked(shard, it);
+      if (current->extra_credits > 0 || SampleExtraExecution()) {
         // Two executions: whichever settles second may wait on the other.
-        EnsureFutureLocked(current);
         stop = TokenForLocked<Loader>(current);
         if (current->extra_credits > 0) --current->extra_credits;
         flight = current;
@@ -488,28 +815,28 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         ++shard.executions;
         ++shard.extra_executions;
       } else {
-        EnsureFutureLocked(current);
-        future = current->future;
+        wait_on = current;
       }
+      current->refs.fetch_add(1, std::memory_order_relaxed);
     }
   }
   if (flight != nullptr) {
-    return Execute(shard, key, flight, std::move(stop), loader, deadline,
+    return Execute(shard, probe, flight, std::move(stop), loader, deadline,
                    info);
   }
-  return Await(shard, future, deadline, info);
+  return Await(shard, wait_on, deadline, info);
 }
 
 template <class K, class V, class H, class E>
 template <class Loader>
-V Share<K, V, H, E>::Execute(Shard& shard, const K& key, Flight* flight,
+V Share<K, V, H, E>::Execute(Shard& shard, const Probe& probe, Flight* flight,
                              std::stop_token stop, Loader& loader,
                              Deadline deadline, CallInfo* info) {
   if (info != nullptr) info->executed = true;
   std::optional<V> value;
   std::exception_ptr error;
   Invoke(flight, loader, std::move(stop), &value, &error);
-  Settlement s = Settle(shard, key, flight, &value, std::move(error));
+  Settlement s = Settle(shard, probe, flight, &value, std::move(error));
   switch (s.kind) {
     case Settlement::kReturnOwn:
       return std::move(*value);
@@ -520,7 +847,7 @@ V Share<K, V, H, E>::Execute(Shard& shard, const K& key, Flight* flight,
     case Settlement::kWait:
       break;
   }
-  return Await(shard, s.future, deadline, info);
+  return Await(shard, s.wait_on, deadline, info);
 }
 
 template <class K, class V, class H, class E>
@@ -539,64 +866,95 @@ void Share<K, V, H, E>::Invoke(const Flight* flight, Loader& loader,
 }
 
 template <class K, class V, class H, class E>
-auto Share<K, V, H, E>::Settle(Shard& shard, const K& key, Flight* flight,
-                               std::optional<V>* value,
+auto Share<K, V, H, E>::Settle(Shard& shard, const Probe& probe,
+                               Flight* flight, std::optional<V>* value,
                                std::exception_ptr error) -> Settlement {
-  Settlement result{Settlement::kReturnOwn, {}, {}};
+  Settlement result{Settlement::kReturnOwn, nullptr, {}};
   std::optional<std::promise<V>> promise;
-  bool destroy = false;
+  HeapFlight* heap;
+  bool decided = false;  // this execution decided the flight's outcome
   {
-    internal::MutexLock lock(&shard.mu);
-    --flight->running;
+    internal::ShardLock lock(&shard.mu);
     if (error) ++shard.failures;
-    if (flight->cancelled) {
+    if (flight->on_heap) {
+      heap = static_cast<HeapFlight*>(flight);
+    } else if ((heap = flight->moved_to.load(std::memory_order_relaxed)) ==
+               nullptr) {
+      // A stack flight nobody joined: it ends with its only execution, and
+      // nobody else can see it any more.
+      if (flight->cancelled) return {Settlement::kThrowCancelled, nullptr, {}};
+      UnmapLocked(shard, probe, flight);
+      if (error) return {Settlement::kThrow, nullptr, std::move(error)};
+      return result;
+    }
+    --heap->running;
+    if (heap->cancelled) {
       result.kind = Settlement::kThrowCancelled;
-    } else if (flight->done) {
+    } else if (heap->done) {
       // Another execution won; this one's result is dropped.
       result.kind = Settlement::kWait;
-      result.future = flight->future;
     } else if (!error) {
-      flight->done = true;
-      UnmapLocked(shard, key, flight);
-      promise = std::move(flight->promise);
+      heap->done = true;
+      decided = true;
+      UnmapLocked(shard, probe, heap);
+      promise = std::move(heap->promise);
     } else {
-      if (!flight->first_error) flight->first_error = error;
-      if (flight->running > 0) {
+      if (!heap->first_error) heap->first_error = error;
+      if (heap->running > 0) {
         // Another execution may still succeed: wait for the flight.
         result.kind = Settlement::kWait;
-        result.future = flight->future;
       } else {
-        flight->done = true;
-        UnmapLocked(shard, key, flight);
-        promise = std::move(flight->promise);
+        heap->done = true;
+        decided = true;
+        UnmapLocked(shard, probe, heap);
+        promise = std::move(heap->promise);
         result.kind = Settlement::kThrow;
-        result.error = flight->first_error;
+        result.error = heap->first_error;
       }
     }
-    destroy = flight->running == 0 && !flight->in_map;
   }
-  // Nothing can reach the flight any more: it is out of the map and no
-  // execution of it is running.
-  if (destroy) delete flight;
-  if (promise.has_value()) {
+  if (decided) {
+    // Nobody reads the outcome before `ready` is set, and nobody else
+    // writes it: the decision was taken once, under the lock.
     if (result.kind == Settlement::kThrow) {
-      promise->set_exception(result.error);
+      heap->error = result.error;
     } else {
-      promise->set_value(**value);
+      heap->value.emplace(**value);
     }
+    heap->ready.Set();
+    if (promise.has_value()) {
+      if (result.kind == Settlement::kThrow) {
+        promise->set_exception(result.error);
+      } else {
+        promise->set_value(**value);
+      }
+    }
+  }
+  if (result.kind == Settlement::kWait) {
+    result.wait_on = heap;  // keeps this execution's reference
+  } else {
+    Unref(heap);
   }
   return result;
 }
 
 template <class K, class V, class H, class E>
-V Share<K, V, H, E>::Await(Shard& shard, const std::shared_future<V>& future,
+V Share<K, V, H, E>::Await(Shard& shard, HeapFlight* flight,
                            Deadline deadline, CallInfo* info) {
-  if (deadline.has_value() &&
-      future.wait_until(*deadline) != std::future_status::ready) {
-    shard.timeouts.fetch_add(1, std::memory_order_relaxed);
-    throw WaitTimeout();
+  struct Release {
+    HeapFlight* flight;
+    ~Release() { Unref(flight); }
+  } release{flight};
+  if (deadline.has_value()) {
+    if (!flight->ready.WaitUntil(*deadline)) {
+      shard.timeouts.fetch_add(1, std::memory_order_relaxed);
+      throw WaitTimeout();
+    }
+  } else {
+    flight->ready.Wait();
   }
-  V value = future.get();  // rethrows the flight's exception
+  if (flight->error) std::rethrow_exception(flight->error);
+  V value(*flight->value);
   shard.shared.fetch_add(1, std::memory_order_relaxed);
   if (info != nullptr) info->shared = true;
   return value;
@@ -609,32 +967,33 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key,
                                                  Executor& executor) {
   CheckLoader(loader);
   using Stored = std::decay_t<Loader>;
-  Shard& shard = ShardFor(key);
-  Flight* flight = nullptr;
+  const Probe probe = ProbeFor(key);
+  Shard& shard = ShardFor(probe);
+  HeapFlight* flight = nullptr;
   std::shared_future<V> future;
   std::stop_token stop;
   {
-    internal::MutexLock lock(&shard.mu);
+    internal::ShardLock lock(&shard.mu);
     ++shard.calls;
-    auto it = shard.flights.find(key);
+    auto it = shard.flights.find(probe);
     if (it != shard.flights.end() && !TooOldLocked(it->second)) {
-      EnsureFutureLocked(it->second);
-      return it->second->future;
+      HeapFlight* current = ShareLocked(shard, it);
+      EnsureFutureLocked(current);
+      return current->future;
     }
+    auto owned = std::make_unique<HeapFlight>();
+    EnsureFutureLocked(owned.get());
+    stop = TokenForLocked<Stored>(owned.get());
     if (it != shard.flights.end()) {
       it->second->in_map = false;
-      shard.flights.erase(it);
+      it->second = owned.get();
+    } else {
+      shard.flights.try_emplace(probe, owned.get());
     }
-    flight = StartFlightLocked(shard, key);
-    try {
-      EnsureFutureLocked(flight);
-    } catch (...) {
-      UnmapLocked(shard, key, flight);
-      delete flight;
-      throw;
-    }
+    flight = owned.release();
+    flight->refs.store(1, std::memory_order_relaxed);  // the execution's
+    StartLocked(shard, flight);
     future = flight->future;
-    stop = TokenForLocked<Stored>(flight);
   }
   {
     std::lock_guard<std::mutex> lock(async_mu_);
@@ -646,19 +1005,23 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key,
   };
   try {
     executor.Schedule(
-        [this, &shard, key, flight, stop, finish_async,
+        [this, &shard, key, hash = probe.hash, flight, stop, finish_async,
          stored = Stored(std::forward<Loader>(loader))]() mutable {
           std::optional<V> value;
           std::exception_ptr error;
           Invoke(flight, stored, std::move(stop), &value, &error);
           // Nobody called this execution: whatever it settles to, the
           // flight's future carries the outcome.
-          Settle(shard, key, flight, &value, std::move(error));
+          Settlement s = Settle(shard, Probe{&key, hash}, flight, &value,
+                                std::move(error));
+          if (s.kind == Settlement::kWait) Unref(s.wait_on);
           finish_async();
         });
   } catch (...) {
     std::optional<V> none;
-    Settle(shard, key, flight, &none, std::current_exception());
+    Settlement s =
+        Settle(shard, probe, flight, &none, std::current_exception());
+    if (s.kind == Settlement::kWait) Unref(s.wait_on);
     finish_async();
     throw;
   }
@@ -667,9 +1030,10 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key,
 
 template <class K, class V, class H, class E>
 bool Share<K, V, H, E>::Forget(const K& key, ForgetMode mode) {
-  Shard& shard = ShardFor(key);
-  internal::MutexLock lock(&shard.mu);
-  auto it = shard.flights.find(key);
+  const Probe probe = ProbeFor(key);
+  Shard& shard = ShardFor(probe);
+  internal::ShardLock lock(&shard.mu);
+  auto it = shard.flights.find(probe);
   if (it == shard.flights.end()) return false;
   Flight* flight = it->second;
   if (mode == ForgetMode::kDetach) {
@@ -683,9 +1047,10 @@ bool Share<K, V, H, E>::Forget(const K& key, ForgetMode mode) {
 
 template <class K, class V, class H, class E>
 bool Share<K, V, H, E>::Release(const K& key) {
-  Shard& shard = ShardFor(key);
-  internal::MutexLock lock(&shard.mu);
-  auto it = shard.flights.find(key);
+  const Probe probe = ProbeFor(key);
+  Shard& shard = ShardFor(probe);
+  internal::ShardLock lock(&shard.mu);
+  auto it = shard.flights.find(probe);
   if (it == shard.flights.end()) return false;
   ++it->second->extra_credits;
   return true;
@@ -700,28 +1065,39 @@ auto Share<K, V, H, E>::CancelLocked(Shard& shard, Flight* flight)
   flight->cancelled = true;
   ++shard.cancellations;
   work.stop = flight->stop;  // shares the stop state; outlives the flight
-  work.promise = std::move(flight->promise);
-  // A flight in the map always has a running execution, which will delete
-  // it when it settles.
+  // A flight in the map always has a running execution, which frees it (a
+  // stack flight) or drops its reference (a heap flight) when it settles. A
+  // stack flight has no waiters to tell.
+  if (flight->on_heap) {
+    HeapFlight* heap = static_cast<HeapFlight*>(flight);
+    work.promise = std::move(heap->promise);
+    heap->refs.fetch_add(1, std::memory_order_relaxed);
+    work.flight = heap;
+  }
   return work;
 }
 
 template <class K, class V, class H, class E>
 void Share<K, V, H, E>::FinishCancel(CancelWork& work) {
   // Outside the lock: request_stop runs the loader's stop_callbacks.
-  if (work.promise.has_value()) {
-    work.promise->set_exception(std::make_exception_ptr(Cancelled()));
+  if (work.flight != nullptr) {
+    std::exception_ptr cancelled = std::make_exception_ptr(Cancelled());
+    work.flight->error = cancelled;
+    work.flight->ready.Set();
+    if (work.promise.has_value()) work.promise->set_exception(cancelled);
+    Unref(work.flight);
   }
   work.stop.request_stop();
 }
 
 template <class K, class V, class H, class E>
 bool Share<K, V, H, E>::Cancel(const K& key) {
-  Shard& shard = ShardFor(key);
+  const Probe probe = ProbeFor(key);
+  Shard& shard = ShardFor(probe);
   CancelWork work;
   {
-    internal::MutexLock lock(&shard.mu);
-    auto it = shard.flights.find(key);
+    internal::ShardLock lock(&shard.mu);
+    auto it = shard.flights.find(probe);
     if (it == shard.flights.end()) return false;
     work = CancelLocked(shard, it->second);
     shard.flights.erase(it);
@@ -737,7 +1113,7 @@ size_t Share<K, V, H, E>::CancelAll() {
     Shard& shard = shards_[i];
     std::vector<CancelWork> work;
     {
-      internal::MutexLock lock(&shard.mu);
+      internal::ShardLock lock(&shard.mu);
       work.reserve(shard.flights.size());
       for (auto& [key, flight] : shard.flights) {
         work.push_back(CancelLocked(shard, flight));
@@ -754,7 +1130,7 @@ template <class K, class V, class H, class E>
 size_t Share<K, V, H, E>::InFlight() const {
   size_t n = 0;
   for (size_t i = 0; i <= shard_mask_; ++i) {
-    internal::MutexLock lock(&shards_[i].mu);
+    internal::ShardLock lock(&shards_[i].mu);
     n += shards_[i].flights.size();
   }
   return n;
@@ -765,7 +1141,7 @@ ShareStats Share<K, V, H, E>::Stats() const {
   ShareStats s;
   for (size_t i = 0; i <= shard_mask_; ++i) {
     Shard& shard = shards_[i];
-    internal::MutexLock lock(&shard.mu);
+    internal::ShardLock lock(&shard.mu);
     s.calls += shard.calls;
     s.executions += shard.executions;
     s.extra_executions += shard.extra_executions;
