@@ -34,6 +34,11 @@
 // occupies one executor thread for its duration, however many callers wait
 // on it: waiters are futures or queued callbacks, never threads.
 //
+// Deadlocks: a loader that calls Get() on its own cache for the key it is
+// loading gets herd::RecursiveCall; one that waits on GetAsync()/GetThen()
+// of that key, or on any work queued behind it on a busy executor, blocks
+// for ever. Bound such waits, or give loads an executor of their own.
+//
 // Loaders: a loader is invocable as `Value()` or `Value(std::stop_token)`
 // (the token is never stopped by the cache today). A loader passed to Get()
 // may be copied into a background refresh and run after Get() returned, and
@@ -153,6 +158,7 @@ struct CacheOptions {
   // To use a herd::ThreadPool of your own:
   //   options.executor = [&pool](CacheOptions::Task t) {
   //     pool.Schedule(std::move(t)); };
+  // It is called from any thread, concurrently, never under a cache lock.
   // REQUIRES: every task it accepts runs or is destroyed eventually: the
   // cache's destructor waits for them. It may throw to refuse a task.
   std::function<void(Task)> executor{};
@@ -233,10 +239,11 @@ class LoadingCache {
   // As Get(), with a callback: `callback(&value, nullptr)` or
   // `callback(nullptr, exception)`, exactly once. On a hit it runs inline,
   // on this thread, before GetThen() returns; otherwise on the executor
-  // thread that finished the load, after the value is in the cache. The
-  // value pointer is valid only during the call. Callbacks must not throw
-  // (std::terminate). Any number of callbacks may wait on one load; they
-  // cost a queue slot each, not a thread.
+  // thread that ran (or joined) the load, once it has ended and its value,
+  // if stored, is in the cache. The value pointer is valid only during the
+  // call. Callbacks must not throw (std::terminate). Any number of
+  // callbacks may wait on one load; they cost a vector slot each, not a
+  // thread.
   // Throws: std::invalid_argument for an empty loader.
   template <class Loader, class Cb>
   void GetThen(const Key& key, Loader&& loader, Cb&& callback);
