@@ -1,0 +1,367 @@
+// Copyright 2026 The herd Authors.
+//
+// herd-stampede's output (table, verdict, JSON, plot) and its Main().
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lab/database.h"
+#include "lab/stampede_lab.h"
+
+namespace herd::lab {
+namespace {
+
+std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string Format(const char* fmt, ...) {
+  char buf[512];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, args);
+  va_end(args);
+  return buf;
+}
+
+// 12us, 3.40ms, 212.3ms, 2.01s.
+std::string Latency(Millis d) {
+  const double ms = d.count();
+  if (ms < 0.001) return "<1us";
+  if (ms < 1) return Format("%.0fus", ms * 1000);
+  if (ms < 10) return Format("%.2fms", ms);
+  if (ms < 1000) return Format("%.1fms", ms);
+  return Format("%.2fs", ms / 1000);
+}
+
+std::string Ratio(double r) {
+  if (r >= 100) return Format("%.0f", r);
+  return Format("%.2f", r);
+}
+
+const StrategyResult* Find(const Report& report, Strategy s) {
+  for (const StrategyResult& r : report.results) {
+    if (r.strategy == s) return &r;
+  }
+  return nullptr;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      out += Format("\\u%04x", c);
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+// Is `name` an executable on $PATH?
+bool OnPath(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t colon = dirs.find(':', start);
+    if (colon == std::string::npos) colon = dirs.size();
+    std::string dir = dirs.substr(start, colon - start);
+    if (dir.empty()) dir = ".";
+    if (access((dir + "/" + name).c_str(), X_OK) == 0) return true;
+    start = colon + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+void PrintTable(const Report& report, std::FILE* out) {
+  const Config& c = report.config;
+  const bool stalls = c.stall_every > 0;
+  std::fprintf(out,
+               "\n%d workers, %d keys (Zipf %.2g), TTL %s, ", c.workers,
+               c.keys, c.skew, Latency(c.ttl).c_str());
+  if (c.requests > 0) {
+    std::fprintf(out, "%llu requests",
+                 static_cast<unsigned long long>(c.requests));
+  } else {
+    std::fprintf(out, "%.1f s", c.duration.count() / 1000);
+  }
+  std::fprintf(out, " per strategy, think %s", Latency(c.think).c_str());
+  if (stalls) {
+    std::fprintf(out, "; 1 query in %llu stalls for %s",
+                 static_cast<unsigned long long>(c.stall_every),
+                 Latency(c.stall).c_str());
+  }
+  std::fprintf(out, "\n\n");
+  std::fprintf(out, "%-14s %9s %8s %9s %8s %8s %8s %8s %8s %8s %7s",
+               "strategy", "requests", "queries", "refreshes", "expiries",
+               "q/expiry", "req/s", "p50", "p99", "max", "errors");
+  if (stalls) std::fprintf(out, " %6s %6s", "stalls", "stuck");
+  std::fprintf(out, "\n");
+  for (const StrategyResult& r : report.results) {
+    const std::string name =
+        std::string(StrategyName(r.strategy)) + (r.interrupted ? "*" : "");
+    std::fprintf(
+        out, "%-14s %9llu %8llu %9s %8llu %8s %8.0f %8s %8s %8s %7llu",
+        name.c_str(), static_cast<unsigned long long>(r.requests),
+        static_cast<unsigned long long>(r.queries),
+        r.refreshes > 0 ? std::to_string(r.refreshes).c_str() : "-",
+        static_cast<unsigned long long>(r.expiries),
+        r.expiries > 0 ? Ratio(r.QueriesPerExpiry()).c_str() : "-",
+        r.Throughput(), Latency(r.p50).c_str(), Latency(r.p99).c_str(),
+        Latency(r.max).c_str(), static_cast<unsigned long long>(r.errors));
+    if (stalls) {
+      std::fprintf(out, " %6llu %6llu",
+                   static_cast<unsigned long long>(r.stalls),
+                   static_cast<unsigned long long>(r.stuck));
+    }
+    std::fprintf(out, "\n");
+  }
+  if (report.interrupted) {
+    std::fprintf(out, "* interrupted: figures cover the part that ran\n");
+  }
+  bool refreshes = false;
+  for (const StrategyResult& r : report.results) refreshes |= r.refreshes > 0;
+  std::fprintf(out,
+               "\nq/expiry: database queries run for misses, per lapse of a "
+               "key's cached value that a request found\n");
+  if (refreshes) {
+    std::fprintf(out,
+                 "refreshes: queries run ahead of expiry, off the request "
+                 "path (an expiry that finds one in flight waits for it, so "
+                 "q/expiry can be below 1)\n");
+  }
+  if (stalls) {
+    std::fprintf(out,
+                 "stalls: queries that blocked; stuck: requests that took "
+                 "at least half a stall (%s)\n",
+                 Latency(c.stall / 2).c_str());
+  }
+  const std::string verdict = Verdict(report);
+  if (!verdict.empty()) std::fprintf(out, "\n%s", verdict.c_str());
+  std::fflush(out);
+}
+
+std::string Verdict(const Report& report) {
+  std::string v;
+  const StrategyResult* none = Find(report, Strategy::kNone);
+  const StrategyResult* share = Find(report, Strategy::kShare);
+  if (none != nullptr && share != nullptr && none->expiries > 0 &&
+      share->expiries > 0 && share->QueriesPerExpiry() > 0) {
+    const double a = none->QueriesPerExpiry();
+    const double b = share->QueriesPerExpiry();
+    v += Format(
+        "verdict: share: %s queries per expiry vs none: %s -- %.0fx fewer "
+        "database queries per expiry;\n"
+        "         throughput %.0f vs %.0f requests/s, p99 %s vs %s\n",
+        Ratio(b).c_str(), Ratio(a).c_str(), a / b, share->Throughput(),
+        none->Throughput(), Latency(share->p99).c_str(),
+        Latency(none->p99).c_str());
+  }
+  if (report.config.stall_every > 0) {
+    std::string stuck;
+    for (const StrategyResult& r : report.results) {
+      if (!stuck.empty()) stuck += ", ";
+      stuck += Format("%s %llu", std::string(StrategyName(r.strategy)).c_str(),
+                      static_cast<unsigned long long>(r.stuck));
+    }
+    v += "stalls: requests held " + Latency(report.config.stall / 2) +
+         " or more: " + stuck + "\n";
+    v += "  (under lock and share a stalled query holds every caller of its "
+         "key; share-guarded bounds\n"
+         "   the wait with DoFor + Forget(kRerun), max_flight_age and "
+         "WithDeadline)\n";
+  }
+  return v;
+}
+
+std::string ToJson(const Report& report) {
+  const Config& c = report.config;
+  const Calibration& cal = report.calibration;
+  std::string j = "{\n";
+  j += Format(
+      "  \"config\": {\"workers\": %d, \"keys\": %d, \"skew\": %g, "
+      "\"ttl_ms\": %g, \"duration_ms\": %g, \"requests\": %llu, "
+      "\"think_ms\": %g, \"query_ms\": %g, \"seed\": %llu, "
+      "\"extra_rate\": %g, \"refresh_after\": %g, \"beta\": %g, "
+      "\"stall_every\": %llu, \"stall_ms\": %g},\n",
+      c.workers, c.keys, c.skew, c.ttl.count(), c.duration.count(),
+      static_cast<unsigned long long>(c.requests), c.think.count(),
+      c.query_ms, static_cast<unsigned long long>(c.seed), c.extra_rate,
+      c.refresh_after, c.beta, static_cast<unsigned long long>(c.stall_every),
+      c.stall.count());
+  j += "  \"database\": {\"path\": " + JsonString(cal.db_path) +
+       Format(", \"rows\": %lld, \"built\": %s, \"scan_rows\": %lld, "
+              "\"query_ms\": %.3f, \"wait_ms\": %.3f, "
+              "\"max_flight_age_ms\": %.3f, \"deadline_ms\": %.3f},\n",
+              static_cast<long long>(cal.rows), cal.built ? "true" : "false",
+              static_cast<long long>(cal.scan_rows), cal.query_time.count(),
+              cal.wait.count(), cal.max_flight_age.count(),
+              cal.deadline.count());
+  j += "  \"strategies\": [";
+  for (size_t i = 0; i < report.results.size(); ++i) {
+    const StrategyResult& r = report.results[i];
+    j += i == 0 ? "\n" : ",\n";
+    j += Format(
+        "    {\"strategy\": \"%s\", \"requests\": %llu, \"queries\": %llu, "
+        "\"refreshes\": %llu, \"expiries\": %llu, "
+        "\"queries_per_expiry\": %.4f, \"throughput\": %.1f, "
+        "\"p50_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, "
+        "\"errors\": %llu, \"stalls\": %llu, \"stuck\": %llu, "
+        "\"elapsed_ms\": %.1f, "
+        "\"interrupted\": %s}",
+        std::string(StrategyName(r.strategy)).c_str(),
+        static_cast<unsigned long long>(r.requests),
+        static_cast<unsigned long long>(r.queries),
+        static_cast<unsigned long long>(r.refreshes),
+        static_cast<unsigned long long>(r.expiries), r.QueriesPerExpiry(),
+        r.Throughput(), r.p50.count(), r.p99.count(), r.max.count(),
+        static_cast<unsigned long long>(r.errors),
+        static_cast<unsigned long long>(r.stalls),
+        static_cast<unsigned long long>(r.stuck), r.elapsed.count(),
+        r.interrupted ? "true" : "false");
+  }
+  j += "\n  ],\n";
+  j += Format("  \"interrupted\": %s\n}\n",
+              report.interrupted ? "true" : "false");
+  return j;
+}
+
+std::string Plot(const Report& report, const std::string& path) {
+  if (!OnPath("gnuplot")) {
+    return "gnuplot not found (apt-get install gnuplot-nox); no plot drawn";
+  }
+  const bool svg = path.size() > 4 && path.compare(path.size() - 4, 4, ".svg") == 0;
+  std::string script;
+  script += "$data << EOD\n";
+  for (const StrategyResult& r : report.results) {
+    script += Format("\"%s\" %llu %.3f\n",
+                     std::string(StrategyName(r.strategy)).c_str(),
+                     static_cast<unsigned long long>(r.queries),
+                     r.p99.count());
+  }
+  script += "EOD\n";
+  if (svg) {
+    script += "set terminal svg size 900,640 noenhanced font 'sans,11'\n";
+  } else {
+    script +=
+        "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) { set terminal "
+        "pngcairo size 900,640 noenhanced font 'sans,10' } else { set "
+        "terminal png size 900,640 noenhanced }\n";
+  }
+  std::string quoted;
+  for (char ch : path) {
+    if (ch == '\'') quoted += '\'';  // gnuplot doubles quotes in '...'
+    quoted += ch;
+  }
+  script += "set output '" + quoted + "'\n";
+  const Config& c = report.config;
+  script += Format(
+      "set multiplot layout 2,1 title 'herd-stampede: %d workers, %d keys, "
+      "TTL %s, query %s'\n",
+      c.workers, c.keys, Latency(c.ttl).c_str(),
+      Latency(report.calibration.query_time).c_str());
+  script +=
+      "set style fill solid 0.85 border -1\n"
+      "set boxwidth 0.6\n"
+      "set grid ytics\n"
+      "set yrange [0:*]\n"
+      "set offsets 0.5, 0.5, 0, 0\n"
+      "set ylabel 'database queries'\n"
+      "plot $data using 0:2:xtic(1) with boxes lc rgb '#4477aa' notitle, "
+      "'' using 0:2:2 with labels offset 0,0.7 notitle\n"
+      "set ylabel 'p99 latency (ms)'\n"
+      "plot $data using 0:3:xtic(1) with boxes lc rgb '#cc6677' notitle, "
+      "'' using 0:3:(sprintf('%.1f', $3)) with labels offset 0,0.7 notitle\n"
+      "unset multiplot\n";
+  std::FILE* gp = popen("gnuplot", "w");
+  if (gp == nullptr) return "cannot run gnuplot";
+  std::fputs(script.c_str(), gp);
+  const int status = pclose(gp);
+  if (status != 0) return "gnuplot failed (status " + std::to_string(status) + ")";
+  return "";
+}
+
+int Main(const std::vector<std::string>& args, const std::atomic<bool>* stop,
+         bool stderr_is_terminal, std::FILE* out, std::FILE* err) {
+  const ParsedFlags flags = ParseFlags(args);
+  if (!flags.error.empty()) {
+    std::fprintf(err, "herd-stampede: %s\n", flags.error.c_str());
+    return 2;
+  }
+  if (flags.help) {
+    std::fputs(Usage().c_str(), out);
+    return 0;
+  }
+  const Config& config = flags.config;
+  RunHooks hooks;
+  hooks.stop = stop;
+  hooks.log = config.json_stdout ? err : out;
+  const bool bar = config.progress && stderr_is_terminal;
+  if (bar) {
+    hooks.on_progress = [&config, err](const Progress& p) {
+      constexpr int kWidth = 24;
+      const int filled = static_cast<int>(p.fraction * kWidth + 0.5);
+      std::string cells(static_cast<size_t>(filled), '#');
+      cells.resize(kWidth, '.');
+      std::fprintf(err, "\r[%zu/%zu] %-14s [%s] %3.0f%%  %llu requests  %llu "
+                        "queries\033[K",
+                   p.index + 1, config.strategies.size(),
+                   std::string(StrategyName(p.strategy)).c_str(),
+                   cells.c_str(), p.fraction * 100,
+                   static_cast<unsigned long long>(p.requests),
+                   static_cast<unsigned long long>(p.queries));
+      std::fflush(err);
+    };
+  }
+
+  Report report;
+  try {
+    report = RunLab(config, hooks);
+  } catch (const DatabaseError& e) {
+    std::fprintf(hooks.log, "\n");
+    std::fprintf(err, "herd-stampede: %s\n", e.what());
+    return 1;
+  }
+  if (bar) std::fprintf(err, "\r\033[K");
+
+  if (config.json_stdout) {
+    std::fputs(ToJson(report).c_str(), out);
+  } else {
+    PrintTable(report, out);
+  }
+  int status = report.interrupted ? 130 : 0;
+  if (!config.json_path.empty()) {
+    std::FILE* f = std::fopen(config.json_path.c_str(), "w");
+    bool written = f != nullptr && std::fputs(ToJson(report).c_str(), f) >= 0;
+    if (f != nullptr) written = std::fclose(f) == 0 && written;
+    if (!written) {
+      std::fprintf(err, "herd-stampede: cannot write --json file '%s'\n",
+                   config.json_path.c_str());
+      status = 1;
+    }
+  }
+  if (!config.plot_path.empty() && !report.results.empty()) {
+    const std::string why = Plot(report, config.plot_path);
+    if (why.empty()) {
+      std::fprintf(hooks.log, "plot: %s\n", config.plot_path.c_str());
+    } else {
+      std::fprintf(err, "herd-stampede: --plot: %s\n", why.c_str());
+    }
+  }
+  return status;
+}
+
+}  // namespace herd::lab
