@@ -1,0 +1,82 @@
+// Copyright 2026 The herd Authors.
+//
+// A user-profile cache in front of a slow store: 32 threads ask for the same
+// missing key and share one load; later reads are hits; once the value is
+// older than refresh_after, reads still return at once while one background
+// reload runs; GetThen() answers without blocking the caller.
+//
+//   bazel run //examples:loading_cache
+//
+// Output:
+//   32 concurrent Gets of a missing key: 1 load
+//   stale read returned "profile 7 (version 1)" at once
+//   after the refresh: "profile 7 (version 2)"
+//   GetThen: profile 8 (version 3)
+//   loads 2, refreshes 1
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <latch>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "herd/loading_cache.h"
+
+namespace {
+
+std::atomic<int> version{0};
+
+// Stands in for a database query that takes 20 ms.
+std::string LoadProfile(int id) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return "profile " + std::to_string(id) + " (version " +
+         std::to_string(version.fetch_add(1) + 1) + ")";
+}
+
+}  // namespace
+
+int main() {
+  using std::chrono::milliseconds;
+  herd::LoadingCache<int, std::string> profiles(
+      {.ttl = milliseconds(500), .refresh_after = milliseconds(100)});
+
+  // The loader captures by value: a refresh may run it after Get returns.
+  auto loader = [] { return LoadProfile(7); };
+  {
+    std::latch go(32);
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < 32; ++i) {
+      threads.emplace_back([&] {
+        go.arrive_and_wait();
+        profiles.Get(7, loader);
+      });
+    }
+  }
+  std::printf("32 concurrent Gets of a missing key: %llu load\n",
+              static_cast<unsigned long long>(profiles.Stats().loads));
+
+  std::this_thread::sleep_for(milliseconds(150));  // past refresh_after
+  std::printf("stale read returned \"%s\" at once\n",
+              profiles.Get(7, loader).c_str());
+  while (profiles.GetIfPresent(7) == "profile 7 (version 1)") {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  std::printf("after the refresh: \"%s\"\n", profiles.Get(7, loader).c_str());
+
+  std::latch answered(1);
+  profiles.GetThen(
+      8, [] { return LoadProfile(8); },
+      [&](const std::string* profile, std::exception_ptr) {
+        std::printf("GetThen: %s\n", profile->c_str());
+        answered.count_down();
+      });
+  answered.wait();
+
+  herd::CacheStats s = profiles.Stats();
+  std::printf("loads %llu, refreshes %llu\n",
+              static_cast<unsigned long long>(s.loads),
+              static_cast<unsigned long long>(s.refreshes));
+}
