@@ -46,15 +46,15 @@ void BM_CircuitBreaker_Closed(benchmark::State& state) {
 BENCHMARK(BM_CircuitBreaker_Closed);
 
 void BM_CircuitBreaker_OpenRejects(benchmark::State& state) {
-  CircuitBreaker breaker({.failure_threshold = 1,
-                          .open_duration = std::chrono::hours(1)});
+  CircuitBreaker breaker(
+      {.failure_threshold = 1, .open_duration = std::chrono::hours(1)});
   breaker.Record(*breaker.TryAdmit(), /*failed=*/true);
   for (auto _ : state) benchmark::DoNotOptimize(breaker.TryAdmit());
 }
 BENCHMARK(BM_CircuitBreaker_OpenRejects);
 
 void BM_Retry_FirstAttemptSucceeds(benchmark::State& state) {
-  auto loader = WithRetry(Retry({}), [] { return Load(); });
+  auto loader = WithRetry(Retry(), [] { return Load(); });
   for (auto _ : state) benchmark::DoNotOptimize(loader(std::stop_token()));
 }
 BENCHMARK(BM_Retry_FirstAttemptSucceeds);
@@ -88,9 +88,8 @@ void BM_Timer_ScheduleCancel(benchmark::State& state) {
   }
   int64_t i = 0;
   for (auto _ : state) {
-    Timer::Id id =
-        timer.RunAfter(std::chrono::minutes(30) + std::chrono::nanoseconds(++i),
-                       [] {});
+    Timer::Id id = timer.RunAfter(
+        std::chrono::minutes(30) + std::chrono::nanoseconds(++i), [] {});
     benchmark::DoNotOptimize(timer.Cancel(id));
   }
 }

@@ -29,6 +29,8 @@ Retry::Retry(Options options) : options_(std::move(options)) {
   if (options_.clock == nullptr) options_.clock = &Clock::Steady();
 }
 
+Retry::Retry() : Retry(Options()) {}
+
 Clock::duration Retry::Ceiling(int retry) const {
   // Computed in floating point so that a large exponent saturates at
   // max_delay instead of overflowing.

@@ -8,8 +8,7 @@
 
 namespace herd {
 
-Timer::Timer(const Clock& clock)
-    : clock_(clock), thread_([this] { Loop(); }) {}
+Timer::Timer(const Clock& clock) : clock_(clock), thread_([this] { Loop(); }) {}
 
 Timer::~Timer() {
   std::unordered_map<Id, Callback> cancelled;

@@ -37,8 +37,7 @@ std::int64_t CheckCapacity(std::int64_t capacity, double rate) {
 
 }  // namespace
 
-TokenBucket::TokenBucket(double rate, std::int64_t capacity,
-                         const Clock& clock)
+TokenBucket::TokenBucket(double rate, std::int64_t capacity, const Clock& clock)
     : rate_(CheckRate(rate)),
       capacity_(CheckCapacity(capacity, rate)),
       clock_(clock),
@@ -80,9 +79,9 @@ bool TokenBucket::Acquire(std::int64_t n, std::stop_token stop) {
 bool TokenBucket::AcquireFor(std::int64_t n, Clock::duration timeout,
                              std::stop_token stop) {
   const Clock::time_point now = clock_.Now();
-  const Clock::time_point deadline =
-      timeout >= Clock::time_point::max() - now ? Clock::time_point::max()
-                                                : now + timeout;
+  const Clock::time_point deadline = timeout >= Clock::time_point::max() - now
+                                         ? Clock::time_point::max()
+                                         : now + timeout;
   return AcquireUntil(n, deadline, std::move(stop));
 }
 
@@ -119,8 +118,7 @@ void TokenBucket::Refund(std::int64_t n) {
 double TokenBucket::Available() const {
   const Clock::time_point now = clock_.Now();
   internal::MutexLock lock(&mu_);
-  const Clock::duration stored =
-      std::min(now - empty_at_, full_cost_);
+  const Clock::duration stored = std::min(now - empty_at_, full_cost_);
   if (stored <= Clock::duration::zero()) return 0.0;
   return static_cast<double>(stored.count()) * rate_ / kTicksPerSecond;
 }

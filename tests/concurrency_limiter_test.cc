@@ -123,9 +123,8 @@ TEST(ConcurrencyLimiter, WithLimitRunsAtMostMaxLoadersAtOnce) {
 
 TEST(ConcurrencyLimiter, WithLimitReturnsPermitWhenLoaderThrows) {
   ConcurrencyLimiter limiter(1);
-  auto loader = WithLimit(limiter, []() -> int {
-    throw std::runtime_error("boom");
-  });
+  auto loader =
+      WithLimit(limiter, []() -> int { throw std::runtime_error("boom"); });
   EXPECT_THROW(loader(std::stop_token()), std::runtime_error);
   EXPECT_TRUE(limiter.TryAcquire().has_value());
 }

@@ -53,9 +53,8 @@ TEST(Deadline, FastLoaderReturnsItsValueAndCancelsTheTimer) {
 TEST(Deadline, ErrorBeforeDeadlinePassesThroughUnchanged) {
   FakeClock clock;
   Timer timer(clock);
-  auto loader = WithDeadline(timer, seconds(1), []() -> int {
-    throw std::out_of_range("missing");
-  });
+  auto loader = WithDeadline(
+      timer, seconds(1), []() -> int { throw std::out_of_range("missing"); });
   EXPECT_THROW(loader(std::stop_token()), std::out_of_range);
   EXPECT_EQ(timer.Pending(), 0u);
 }

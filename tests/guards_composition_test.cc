@@ -147,13 +147,13 @@ TEST(GuardsComposition, EveryLayerComposesWithTheCache) {
   LoadingCache<int, int> cache({.ttl = seconds(60), .clock = &clock});
   auto loader = WithDeadline(
       timer, seconds(5),
-      WithRetry(Retry(QuickRetry(clock, 3)),
-                WithBreaker(breaker,
-                            WithRateLimit(bucket,
-                                          WithLimit(limiter, [](std::stop_token
-                                                                    stop) {
-                                            return stop.stop_possible() ? 1 : 0;
-                                          })))));
+      WithRetry(
+          Retry(QuickRetry(clock, 3)),
+          WithBreaker(breaker,
+                      WithRateLimit(
+                          bucket, WithLimit(limiter, [](std::stop_token stop) {
+                            return stop.stop_possible() ? 1 : 0;
+                          })))));
   EXPECT_EQ(cache.Get(5, loader), 1);  // the deadline's token reached the db
   EXPECT_EQ(timer.Pending(), 0u);
 }
@@ -164,9 +164,8 @@ TEST(GuardsComposition, StalledDatabaseCostsCallersAtMostTheDeadline) {
   Timer timer(clock);
   StalledDb db;
   Share<int, int> share;
-  auto loader = WithDeadline(timer, seconds(2), [&](std::stop_token stop) {
-    return db.Query(stop);
-  });
+  auto loader = WithDeadline(
+      timer, seconds(2), [&](std::stop_token stop) { return db.Query(stop); });
   const Clock::time_point start = clock.Now();
   std::atomic<int> deadline_exceeded{0};
   std::vector<std::thread> callers;
@@ -199,13 +198,14 @@ TEST(GuardsComposition, DeadlineStopsRetriesAndIsReported) {
   CircuitBreaker breaker({.failure_threshold = 10, .clock = &clock});
   Share<int, int> share;
   // The deadline bounds the whole retrying call, not each attempt.
-  auto loader = WithDeadline(
-      timer, seconds(1),
-      WithRetry(Retry(QuickRetry(clock, 5)),
-                WithBreaker(breaker, [&](std::stop_token stop) {
-                  return db.Query(stop);
-                })));
-  std::thread caller([&] { EXPECT_THROW(share.Do(1, loader), DeadlineExceeded); });
+  auto loader =
+      WithDeadline(timer, seconds(1),
+                   WithRetry(Retry(QuickRetry(clock, 5)),
+                             WithBreaker(breaker, [&](std::stop_token stop) {
+                               return db.Query(stop);
+                             })));
+  std::thread caller(
+      [&] { EXPECT_THROW(share.Do(1, loader), DeadlineExceeded); });
   SpinUntil([&] { return db.started() == 1; });
   clock.Advance(seconds(1));
   caller.join();
@@ -233,18 +233,17 @@ TEST(GuardsComposition, ShareCancelReachesTheInnermostLoader) {
 
 TEST(GuardsComposition, OutageTripsBreakerSoCallersFailFast) {
   JumpClock clock;
-  CircuitBreaker breaker({.failure_threshold = 3,
-                          .open_duration = seconds(30),
-                          .clock = &clock});
+  CircuitBreaker breaker(
+      {.failure_threshold = 3, .open_duration = seconds(30), .clock = &clock});
   Share<int, int> share;
   std::atomic<int> db_calls{0};
   bool db_up = false;
-  auto loader = WithRetry(Retry(QuickRetry(clock, 5)),
-                          WithBreaker(breaker, [&]() -> int {
-                            db_calls.fetch_add(1);
-                            if (!db_up) throw DbDown();
-                            return 1;
-                          }));
+  auto loader =
+      WithRetry(Retry(QuickRetry(clock, 5)), WithBreaker(breaker, [&]() -> int {
+                  db_calls.fetch_add(1);
+                  if (!db_up) throw DbDown();
+                  return 1;
+                }));
   // Three attempts fail; the fourth finds the breaker open, and the retry
   // policy does not retry CircuitOpen.
   EXPECT_THROW(share.Do(1, loader), CircuitOpen);

@@ -122,9 +122,8 @@ TEST(Retry, RetriesWithExponentialBackoffUntilSuccess) {
 TEST(Retry, RethrowsLastExceptionAfterMaxAttempts) {
   JumpClock clock;
   int calls = 0;
-  auto loader = WithRetry(Retry(NoJitter(clock)), [&]() -> int {
-    throw Transient(++calls);
-  });
+  auto loader = WithRetry(Retry(NoJitter(clock)),
+                          [&]() -> int { throw Transient(++calls); });
   try {
     loader(std::stop_token());
     FAIL() << "expected Transient";
@@ -143,9 +142,9 @@ TEST(Retry, DelaysStopGrowingAtMaxDelay) {
   auto loader = WithRetry(Retry(o), []() -> int { throw Transient(0); });
   EXPECT_THROW(loader(std::stop_token()), Transient);
   EXPECT_EQ(clock.sleeps(),
-            (std::vector<Clock::duration>{
-                milliseconds(100), milliseconds(200), milliseconds(300),
-                milliseconds(300), milliseconds(300)}));
+            (std::vector<Clock::duration>{milliseconds(100), milliseconds(200),
+                                          milliseconds(300), milliseconds(300),
+                                          milliseconds(300)}));
 }
 
 TEST(Retry, FullJitterStaysWithinCeiling) {
@@ -215,13 +214,11 @@ TEST(Retry, StopDuringBackoffWakesAtOnce) {
   FakeClock clock;
   std::stop_source stop;
   std::atomic<int> calls{0};
-  auto loader = WithRetry(Retry(NoJitter(clock)), [&]() -> int {
-    throw Transient(++calls);
-  });
+  auto loader = WithRetry(Retry(NoJitter(clock)),
+                          [&]() -> int { throw Transient(++calls); });
   const Clock::time_point start = clock.Now();
-  std::thread caller([&] {
-    EXPECT_THROW(loader(stop.get_token()), Transient);
-  });
+  std::thread caller(
+      [&] { EXPECT_THROW(loader(stop.get_token()), Transient); });
   clock.WaitForSleepers(1);  // backing off after attempt 1
   stop.request_stop();
   caller.join();

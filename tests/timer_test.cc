@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <latch>
 #include <chrono>
+#include <latch>
 #include <memory>
 #include <mutex>
 #include <thread>

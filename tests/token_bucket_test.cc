@@ -125,7 +125,7 @@ TEST(TokenBucket, WaitersAreServedInArrivalOrder) {
   FakeClock clock;
   TokenBucket bucket(10, 5, clock);
   ASSERT_TRUE(bucket.TryAcquire(5));
-  std::thread first([&] { bucket.Acquire(5); });   // ready at +500 ms
+  std::thread first([&] { bucket.Acquire(5); });  // ready at +500 ms
   clock.WaitForSleepers(1);
   std::thread second([&] { bucket.Acquire(5); });  // ready at +1000 ms
   clock.WaitForSleepers(2);
@@ -145,7 +145,8 @@ TEST(TokenBucket, StoppedWaiterHandsItsReservationBack) {
   TokenBucket bucket(10, 5, clock);
   ASSERT_TRUE(bucket.TryAcquire(5));
   std::stop_source stop;
-  std::thread waiter([&] { EXPECT_FALSE(bucket.Acquire(3, stop.get_token())); });
+  std::thread waiter(
+      [&] { EXPECT_FALSE(bucket.Acquire(3, stop.get_token())); });
   clock.WaitForSleepers(1);
   stop.request_stop();
   waiter.join();
@@ -207,7 +208,8 @@ TEST(TokenBucket, WithRateLimitThrowsCancelledWhenStopped) {
   std::stop_source stop;
   bool ran = false;
   auto loader = WithRateLimit(bucket, [&](std::stop_token) { ran = true; });
-  std::thread caller([&] { EXPECT_THROW(loader(stop.get_token()), Cancelled); });
+  std::thread caller(
+      [&] { EXPECT_THROW(loader(stop.get_token()), Cancelled); });
   clock.WaitForSleepers(1);
   stop.request_stop();
   caller.join();

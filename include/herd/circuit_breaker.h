@@ -5,7 +5,7 @@
 //
 //   herd::CircuitBreaker          closed / open / half-open state machine
 //   herd::CircuitBreaker::Ticket  admission of one call, to be recorded
-//   herd::WithBreaker()           wraps a loader so that it runs under a breaker
+//   herd::WithBreaker()           wraps a loader to run through a breaker
 //
 // Example:
 //
@@ -167,6 +167,10 @@ namespace internal {
 // The loader WithBreaker() returns.
 template <class L>
 class BreakerLoader {
+  static_assert(IsLoader<L&>,
+                "a herd loader must be invocable as Value() or "
+                "Value(std::stop_token)");
+
  public:
   BreakerLoader(CircuitBreaker& breaker, L loader)
       : breaker_(&breaker), loader_(std::move(loader)) {}
@@ -174,9 +178,7 @@ class BreakerLoader {
   LoaderResult<L&> operator()(std::stop_token stop) {
     return Run(*breaker_, loader_, std::move(stop));
   }
-  auto operator()(std::stop_token stop) const
-    requires IsLoader<const L&>
-  {
+  auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
     return Run(*breaker_, loader_, std::move(stop));
   }
 
@@ -214,7 +216,6 @@ class BreakerLoader {
 // returns the value or rethrows the exception unchanged. `breaker` is held
 // by reference and must outlive the result; `loader` is copied or moved in.
 template <class L>
-  requires internal::IsLoader<std::decay_t<L>&>
 internal::BreakerLoader<std::decay_t<L>> WithBreaker(CircuitBreaker& breaker,
                                                      L&& loader) {
   return internal::BreakerLoader<std::decay_t<L>>(breaker,

@@ -134,6 +134,10 @@ namespace internal {
 // The loader WithLimit() returns.
 template <class L>
 class LimitedLoader {
+  static_assert(IsLoader<L&>,
+                "a herd loader must be invocable as Value() or "
+                "Value(std::stop_token)");
+
  public:
   LimitedLoader(ConcurrencyLimiter& limiter,
                 std::optional<std::chrono::steady_clock::duration> max_wait,
@@ -144,9 +148,7 @@ class LimitedLoader {
     ConcurrencyLimiter::Permit permit = Take();
     return InvokeLoader(loader_, std::move(stop));
   }
-  auto operator()(std::stop_token stop) const
-    requires IsLoader<const L&>
-  {
+  auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
     ConcurrencyLimiter::Permit permit = Take();
     return InvokeLoader(loader_, std::move(stop));
   }
@@ -171,7 +173,6 @@ class LimitedLoader {
 // from `limiter` while `loader` runs, waiting as long as it takes for one.
 // `limiter` must outlive the result.
 template <class L>
-  requires internal::IsLoader<std::decay_t<L>&>
 internal::LimitedLoader<std::decay_t<L>> WithLimit(ConcurrencyLimiter& limiter,
                                                    L&& loader) {
   return internal::LimitedLoader<std::decay_t<L>>(limiter, std::nullopt,
@@ -183,7 +184,6 @@ internal::LimitedLoader<std::decay_t<L>> WithLimit(ConcurrencyLimiter& limiter,
 // free now").
 // Throws: std::invalid_argument if max_wait < 0.
 template <class L>
-  requires internal::IsLoader<std::decay_t<L>&>
 internal::LimitedLoader<std::decay_t<L>> WithLimit(
     ConcurrencyLimiter& limiter, std::chrono::steady_clock::duration max_wait,
     L&& loader) {

@@ -50,6 +50,10 @@ namespace internal {
 // The loader WithDeadline() returns.
 template <class L>
 class DeadlineLoader {
+  static_assert(IsLoader<L&>,
+                "a herd loader must be invocable as Value() or "
+                "Value(std::stop_token)");
+
  public:
   DeadlineLoader(Timer& timer, Clock::duration timeout, L loader)
       : timer_(&timer), timeout_(timeout), loader_(std::move(loader)) {}
@@ -57,9 +61,7 @@ class DeadlineLoader {
   LoaderResult<L&> operator()(std::stop_token stop) {
     return Run(*timer_, timeout_, loader_, std::move(stop));
   }
-  auto operator()(std::stop_token stop) const
-    requires IsLoader<const L&>
-  {
+  auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
     return Run(*timer_, timeout_, loader_, std::move(stop));
   }
 
@@ -124,7 +126,6 @@ inline Clock::duration CheckTimeout(Clock::duration timeout) {
 // `timer` (on timer.clock()). `timer` must outlive the result.
 // Throws: std::invalid_argument if timeout <= 0.
 template <class L>
-  requires internal::IsLoader<std::decay_t<L>&>
 internal::DeadlineLoader<std::decay_t<L>> WithDeadline(Timer& timer,
                                                        Clock::duration timeout,
                                                        L&& loader) {
@@ -134,7 +135,6 @@ internal::DeadlineLoader<std::decay_t<L>> WithDeadline(Timer& timer,
 
 // As above, on the process-wide Timer::Default() (steady clock).
 template <class L>
-  requires internal::IsLoader<std::decay_t<L>&>
 internal::DeadlineLoader<std::decay_t<L>> WithDeadline(Clock::duration timeout,
                                                        L&& loader) {
   return WithDeadline(Timer::Default(), timeout, std::forward<L>(loader));

@@ -77,6 +77,7 @@ class Retry {
 
   // Throws: std::invalid_argument if an option breaks its REQUIRES.
   explicit Retry(Options options);
+  Retry();  // default Options
 
   int max_attempts() const { return options_.max_attempts; }
   const Clock& clock() const { return *options_.clock; }
@@ -121,6 +122,10 @@ namespace internal {
 // The loader WithRetry() returns.
 template <class L>
 class RetryingLoader {
+  static_assert(IsLoader<L&>,
+                "a herd loader must be invocable as Value() or "
+                "Value(std::stop_token)");
+
  public:
   RetryingLoader(Retry policy, L loader)
       : policy_(std::move(policy)), loader_(std::move(loader)) {}
@@ -128,9 +133,7 @@ class RetryingLoader {
   LoaderResult<L&> operator()(std::stop_token stop) {
     return Run(policy_, loader_, std::move(stop));
   }
-  auto operator()(std::stop_token stop) const
-    requires IsLoader<const L&>
-  {
+  auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
     return Run(policy_, loader_, std::move(stop));
   }
 
@@ -169,7 +172,6 @@ class RetryingLoader {
 // Returns a loader, invocable as Value(std::stop_token), that runs `loader`
 // under `policy`. Both are copied (or moved) into the result.
 template <class L>
-  requires internal::IsLoader<std::decay_t<L>&>
 internal::RetryingLoader<std::decay_t<L>> WithRetry(Retry policy, L&& loader) {
   return internal::RetryingLoader<std::decay_t<L>>(std::move(policy),
                                                    std::forward<L>(loader));

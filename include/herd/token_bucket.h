@@ -7,7 +7,7 @@
 //
 // Example:
 //
-//   herd::TokenBucket bucket(/*rate=*/100, /*capacity=*/20);  // 100/s, burst 20
+//   herd::TokenBucket bucket(/*rate=*/100, /*capacity=*/20);  // burst 20
 //   if (bucket.TryAcquire()) { ... }        // never blocks
 //   bucket.Acquire(5);                      // sleeps until 5 tokens exist
 //   if (!bucket.AcquireFor(1, std::chrono::milliseconds(10))) { shed(); }
@@ -111,6 +111,10 @@ namespace internal {
 // The loader WithRateLimit() returns.
 template <class L>
 class RateLimitedLoader {
+  static_assert(IsLoader<L&>,
+                "a herd loader must be invocable as Value() or "
+                "Value(std::stop_token)");
+
  public:
   RateLimitedLoader(TokenBucket& bucket, L loader)
       : bucket_(&bucket), loader_(std::move(loader)) {}
@@ -119,9 +123,7 @@ class RateLimitedLoader {
     if (!bucket_->Acquire(1, stop)) throw Cancelled();
     return InvokeLoader(loader_, std::move(stop));
   }
-  auto operator()(std::stop_token stop) const
-    requires IsLoader<const L&>
-  {
+  auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
     if (!bucket_->Acquire(1, stop)) throw Cancelled();
     return InvokeLoader(loader_, std::move(stop));
   }
@@ -138,7 +140,6 @@ class RateLimitedLoader {
 // token is stopped while it waits it throws herd::Cancelled without running
 // `loader`. `bucket` must outlive the result.
 template <class L>
-  requires internal::IsLoader<std::decay_t<L>&>
 internal::RateLimitedLoader<std::decay_t<L>> WithRateLimit(TokenBucket& bucket,
                                                            L&& loader) {
   return internal::RateLimitedLoader<std::decay_t<L>>(bucket,

@@ -5,7 +5,7 @@
 //
 //   herd::internal::IsLoader<L>      L is invocable as L() or L(stop_token)
 //   herd::internal::LoaderResult<L>  what calling an L returns
-//   herd::internal::InvokeLoader()   calls it, passing the token iff it takes one
+//   herd::internal::InvokeLoader()   calls it, with the token iff it takes one
 //
 // Every herd component that runs a loader (Share, LoadingCache, the guards in
 // retry.h, circuit_breaker.h, deadline.h, ...) calls it through
