@@ -247,10 +247,10 @@ std::string Plot(const Report& report, const std::string& path) {
   std::string script;
   script += "$data << EOD\n";
   for (const StrategyResult& r : report.results) {
-    script += Format("\"%s\" %llu %.3f\n",
+    script += Format("\"%s\" %llu %.6f \"%s\"\n",
                      std::string(StrategyName(r.strategy)).c_str(),
                      static_cast<unsigned long long>(r.queries),
-                     r.p99.count());
+                     r.p99.count(), Latency(r.p99).c_str());
   }
   script += "EOD\n";
   if (svg) {
@@ -278,13 +278,15 @@ std::string Plot(const Report& report, const std::string& path) {
       "set boxwidth 0.6\n"
       "set grid ytics\n"
       "set yrange [0:*]\n"
-      "set offsets 0.5, 0.5, 0, 0\n"
+      "set offsets 0, 0, graph 0.12, 0\n"
+      "set lmargin 11\n"
+      + Format("set xrange [-0.6:%zu.6]\n", report.results.size() - 1) +
       "set ylabel 'database queries'\n"
       "plot $data using 0:2:xtic(1) with boxes lc rgb '#4477aa' notitle, "
       "'' using 0:2:2 with labels offset 0,0.7 notitle\n"
       "set ylabel 'p99 latency (ms)'\n"
       "plot $data using 0:3:xtic(1) with boxes lc rgb '#cc6677' notitle, "
-      "'' using 0:3:(sprintf('%.1f', $3)) with labels offset 0,0.7 notitle\n"
+      "'' using 0:3:4 with labels offset 0,0.7 notitle\n"
       "unset multiplot\n";
   std::FILE* gp = popen("gnuplot", "w");
   if (gp == nullptr) return "cannot run gnuplot";
