@@ -144,5 +144,102 @@ TEST(ConcurrencyLimiter, WithLimitMaxWaitThrowsLimitExceeded) {
                std::invalid_argument);
 }
 
+TEST(ConcurrencyLimiter, AcquireWithStopTokenGivesUpWhenStopped) {
+  ConcurrencyLimiter limiter(1);
+  ConcurrencyLimiter::Permit held = limiter.Acquire();
+  std::stop_source stop;
+  std::thread waiter(
+      [&] { EXPECT_FALSE(limiter.Acquire(stop.get_token()).has_value()); });
+  stop.request_stop();  // before or during its wait: either way it gives up
+  waiter.join();
+  held.Release();
+  EXPECT_TRUE(limiter.TryAcquire().has_value());  // nothing was leaked
+}
+
+TEST(ConcurrencyLimiter, AcquireWithStopTokenGetsAReturnedPermit) {
+  ConcurrencyLimiter limiter(1);
+  ConcurrencyLimiter::Permit held = limiter.Acquire();
+  std::stop_source stop;
+  std::thread waiter(
+      [&] { EXPECT_TRUE(limiter.Acquire(stop.get_token()).has_value()); });
+  held.Release();
+  waiter.join();
+}
+
+TEST(ConcurrencyLimiter, TryAcquireForWithTokenTimesOutOrIsStopped) {
+  ConcurrencyLimiter limiter(1);
+  ConcurrencyLimiter::Permit held = limiter.Acquire();
+  std::stop_source stop;
+  EXPECT_FALSE(
+      limiter.TryAcquireFor(milliseconds(1), stop.get_token()).has_value());
+  std::thread waiter([&] {
+    EXPECT_FALSE(limiter.TryAcquireFor(hours(1), stop.get_token()).has_value());
+  });
+  stop.request_stop();
+  waiter.join();
+}
+
+TEST(ConcurrencyLimiter, WithLimitThrowsCancelledWhenStoppedWhileWaiting) {
+  ConcurrencyLimiter limiter(1);
+  ConcurrencyLimiter::Permit held = limiter.Acquire();
+  bool ran = false;
+  auto loader = WithLimit(limiter, [&] { ran = true; });
+  std::stop_source stop;
+  std::thread caller(
+      [&] { EXPECT_THROW(loader(stop.get_token()), Cancelled); });
+  stop.request_stop();
+  caller.join();
+  EXPECT_FALSE(ran);
+}
+
+// Every way of waiting at once, on two permits: never more than two holders,
+// no waiter left behind (a lost wakeup would hang this test), no permit
+// leaked.
+TEST(ConcurrencyLimiter, MixedWaitersNeverExceedMaxAndLoseNoWakeup) {
+  constexpr int kMax = 2, kThreads = 4, kOps = 2000;
+  ConcurrencyLimiter limiter(kMax);
+  std::atomic<int> holders{0}, max_holders{0};
+  std::stop_source never;  // a stoppable token that is never stopped
+  auto hold = [&](ConcurrencyLimiter::Permit permit) {
+    int now = ++holders;
+    int seen = max_holders.load();
+    while (now > seen && !max_holders.compare_exchange_weak(seen, now)) {
+    }
+    --holders;
+    permit.Release();
+  };
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kOps; ++i) {
+          switch ((i + t) % 4) {
+            case 0:
+              hold(limiter.Acquire());
+              break;
+            case 1:
+              hold(*limiter.Acquire(never.get_token()));
+              break;
+            case 2:
+              if (auto p = limiter.TryAcquire()) hold(std::move(*p));
+              break;
+            case 3:
+              if (auto p = limiter.TryAcquireFor(hours(1), never.get_token())) {
+                hold(std::move(*p));
+              } else {
+                ADD_FAILURE() << "an hour passed?";
+              }
+              break;
+          }
+        }
+      });
+    }
+  }
+  EXPECT_LE(max_holders.load(), kMax);
+  auto a = limiter.TryAcquire(), b = limiter.TryAcquire();
+  EXPECT_TRUE(a.has_value() && b.has_value());
+  EXPECT_FALSE(limiter.TryAcquire().has_value());
+}
+
 }  // namespace
 }  // namespace herd

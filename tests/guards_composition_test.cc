@@ -215,6 +215,30 @@ TEST(GuardsComposition, DeadlineStopsRetriesAndIsReported) {
   EXPECT_EQ(breaker.state(), CircuitBreaker::State::kClosed);
 }
 
+TEST(GuardsComposition, DeadlineAlsoBoundsTheWaitForAPermit) {
+  FakeClock clock;
+  Timer timer(clock);
+  StalledDb db;
+  ConcurrencyLimiter limiter(1);
+  Share<int, int> share;
+  auto query = [&](std::stop_token stop) { return db.Query(stop); };
+  auto slow = WithDeadline(timer, seconds(2), WithLimit(limiter, query));
+  auto quick = WithDeadline(timer, seconds(1), WithLimit(limiter, query));
+  std::thread holder(
+      [&] { EXPECT_THROW(share.Do(1, slow), DeadlineExceeded); });
+  SpinUntil([&] { return db.started() == 1; });  // holds the only permit
+  std::thread waiter(
+      [&] { EXPECT_THROW(share.Do(2, quick), DeadlineExceeded); });
+  SpinUntil([&] { return timer.Pending() == 2; });  // its deadline is set
+  clock.Advance(seconds(1));
+  waiter.join();  // gave up waiting for the permit at its deadline
+  EXPECT_EQ(db.started(), 1);
+  clock.Advance(seconds(1));
+  holder.join();
+  EXPECT_EQ(db.started(), 1);
+  EXPECT_TRUE(limiter.TryAcquire().has_value());
+}
+
 TEST(GuardsComposition, ShareCancelReachesTheInnermostLoader) {
   JumpClock clock;
   StalledDb db;

@@ -17,24 +17,38 @@
 //
 // Permits are std::counting_semaphore counts: taking and returning one is a
 // lock-free atomic operation when uncontended, and a blocked acquirer sleeps
-// in the kernel (no polling).
+// (no polling).
 //
-// Limitation: std::counting_semaphore waits cannot be interrupted, so
-// Acquire() ignores stop tokens, and TryAcquireFor() measures its timeout in
-// real time (std::chrono::steady_clock), not on an injected herd::Clock.
-// Bound the wait for a permit with WithLimit(limiter, max_wait, loader), or
-// shed load at once with TryAcquire().
+// Waiting for a permit:
+//   Acquire()                     blocks in the semaphore; not interruptible.
+//   Acquire(stop)                 blocks until a permit is free or `stop` is
+//                                 stopped. A semaphore wait cannot be
+//                                 interrupted, so these waiters sleep on a
+//                                 condition variable that a returned permit
+//                                 signals (only when such a waiter exists).
+//   TryAcquireFor(timeout[, stop]) as above, giving up after `timeout` of
+//                                 real time (std::chrono::steady_clock, not
+//                                 an injected herd::Clock).
+// WithLimit() waits with the loader's stop token, so a deadline or a
+// Share::Cancel also ends a wait for a permit.
+//
+// Permits are not handed out in arrival order: a newcomer may take a
+// returned permit before a sleeping waiter wakes.
 //
 // Thread safety: every member function may be called concurrently. A Permit
 // is a value: one thread at a time.
-// Memory ordering: releasing a permit happens before the acquisition that
-// obtains it (std::counting_semaphore's guarantee).
+// Memory ordering: returning a permit happens before the acquisition that
+// obtains it.
 
 #ifndef HERD_CONCURRENCY_LIMITER_H_
 #define HERD_CONCURRENCY_LIMITER_H_
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
+#include <mutex>
 #include <optional>
 #include <semaphore>
 #include <stdexcept>
@@ -100,10 +114,16 @@ class ConcurrencyLimiter {
   ConcurrencyLimiter(const ConcurrencyLimiter&) = delete;
   ConcurrencyLimiter& operator=(const ConcurrencyLimiter&) = delete;
 
-  // Blocks until a permit is free (not interruptible; see above).
+  // Blocks until a permit is free. Not interruptible.
   Permit Acquire() {
     semaphore_.acquire();
     return Permit(this);
+  }
+
+  // Blocks until a permit is free or `stop` is stopped. Returns the permit,
+  // or nullopt iff `stop` was stopped first.
+  std::optional<Permit> Acquire(std::stop_token stop) {
+    return AcquireUntil(std::nullopt, std::move(stop));
   }
 
   // Returns a permit iff one is free now.
@@ -112,21 +132,44 @@ class ConcurrencyLimiter {
     return Permit(this);
   }
 
-  // Returns a permit iff one becomes free within `timeout` of real time.
+  // Returns a permit iff one becomes free within `timeout` of real time
+  // (and, with a token, before `stop` is stopped).
   template <class Rep, class Period>
   std::optional<Permit> TryAcquireFor(
       std::chrono::duration<Rep, Period> timeout) {
     if (!semaphore_.try_acquire_for(timeout)) return std::nullopt;
     return Permit(this);
   }
+  template <class Rep, class Period>
+  std::optional<Permit> TryAcquireFor(
+      std::chrono::duration<Rep, Period> timeout, std::stop_token stop) {
+    return AcquireUntil(
+        std::chrono::steady_clock::now() +
+            std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
+        std::move(stop));
+  }
 
   std::ptrdiff_t max() const { return max_; }
 
  private:
-  void Return() noexcept { semaphore_.release(); }
+  // The stop-aware wait, with an optional deadline.
+  std::optional<Permit> AcquireUntil(
+      std::optional<std::chrono::steady_clock::time_point> deadline,
+      std::stop_token stop);
+  // Returns a permit to the semaphore, and wakes a stop-aware waiter if any.
+  void Return() noexcept;
 
   const std::ptrdiff_t max_;
   std::counting_semaphore<kMaxLimit> semaphore_;
+
+  // Stop-aware waiters, counted so that Return() takes mu_ only when one
+  // exists (see AcquireUntil() for why the count cannot be missed).
+  std::atomic<int> waiters_{0};
+  // A plain std::mutex: std::condition_variable_any's stop_token waits need
+  // a BasicLockable, which clang's analysis cannot follow.
+  std::mutex mu_;
+  std::condition_variable_any returned_;  // a permit came back
+  std::uint64_t returns_ = 0;             // guarded by mu_
 };
 
 namespace internal {
@@ -145,21 +188,22 @@ class LimitedLoader {
       : limiter_(&limiter), max_wait_(max_wait), loader_(std::move(loader)) {}
 
   LoaderResult<L&> operator()(std::stop_token stop) {
-    ConcurrencyLimiter::Permit permit = Take();
+    ConcurrencyLimiter::Permit permit = Take(stop);
     return InvokeLoader(loader_, std::move(stop));
   }
   auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
-    ConcurrencyLimiter::Permit permit = Take();
+    ConcurrencyLimiter::Permit permit = Take(stop);
     return InvokeLoader(loader_, std::move(stop));
   }
 
  private:
-  ConcurrencyLimiter::Permit Take() const {
-    if (!max_wait_) return limiter_->Acquire();
+  ConcurrencyLimiter::Permit Take(const std::stop_token& stop) const {
     std::optional<ConcurrencyLimiter::Permit> permit =
-        limiter_->TryAcquireFor(*max_wait_);
-    if (!permit) throw LimitExceeded();
-    return std::move(*permit);
+        max_wait_ ? limiter_->TryAcquireFor(*max_wait_, stop)
+                  : limiter_->Acquire(stop);
+    if (permit) return std::move(*permit);
+    if (stop.stop_requested()) throw Cancelled();
+    throw LimitExceeded();
   }
 
   ConcurrencyLimiter* limiter_;
@@ -171,7 +215,8 @@ class LimitedLoader {
 
 // Returns a loader, invocable as Value(std::stop_token), that holds a permit
 // from `limiter` while `loader` runs, waiting as long as it takes for one.
-// `limiter` must outlive the result.
+// If the stop token is stopped while it waits, it throws herd::Cancelled
+// without running `loader`. `limiter` must outlive the result.
 template <class L>
 internal::LimitedLoader<std::decay_t<L>> WithLimit(ConcurrencyLimiter& limiter,
                                                    L&& loader) {
