@@ -910,6 +910,16 @@ TEST(LoadingCache, OnlyTheInjectedClockAgesValues) {
   EXPECT_EQ(cache.GetIfPresent(1), std::nullopt);
 }
 
+TEST(LoadingCache, HugeTtlMeansNeverExpires) {
+  FakeClock clock;
+  CacheOptions o = Options(&clock);
+  o.ttl = nanoseconds::max();
+  LoadingCache<int, int> cache(o);
+  cache.Put(1, 1);
+  clock.Advance(std::chrono::hours(24 * 365 * 100));
+  EXPECT_EQ(cache.GetIfPresent(1), 1);
+}
+
 // ---------------------------------------------------------------------------
 // 11. Bad options.
 

@@ -572,6 +572,16 @@ inline const CacheOptions& ValidCacheOptions(const CacheOptions& o) {
   return o;
 }
 
+// t + d, or the latest time_point if that overflows (a ttl meant as
+// "never expire"). REQUIRES: d >= 0.
+inline Clock::time_point SaturatingAdd(Clock::time_point t,
+                                       Clock::duration d) {
+  if (t.time_since_epoch() > Clock::duration::max() - d) {
+    return Clock::time_point::max();
+  }
+  return t + d;
+}
+
 // splitmix64 (Steele, Lea, Flood 2014): tiny state, good enough for a coin.
 inline uint64_t SplitMix64(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
@@ -807,7 +817,8 @@ void LoadingCache<K, V, H, E>::WriteLocked(Shard& shard, const K& key,
   if (value.has_value()) e.value.emplace(std::move(*value));
   e.error = std::move(error);
   e.written = written;
-  e.expires = written + (e.error ? options_.error_ttl : options_.ttl);
+  e.expires = internal::SaturatingAdd(
+      written, e.error ? options_.error_ttl : options_.ttl);
   e.load_time = load_time;
   e.refresh_token = 0;
   if (inserted) TrimLocked(shard, &e, written);
