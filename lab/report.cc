@@ -332,10 +332,15 @@ int Main(const std::vector<std::string>& args, const std::atomic<bool>* stop,
   Report report;
   try {
     report = RunLab(config, hooks);
-  } catch (const DatabaseError& e) {
+  } catch (const QueryStopped&) {
+    // Ctrl-C while the database was being calibrated: nothing measured yet.
+    std::fprintf(hooks.log, "\n");
+    std::fprintf(err, "herd-stampede: interrupted\n");
+    return 130;
+  } catch (const std::exception& e) {
     std::fprintf(hooks.log, "\n");
     std::fprintf(err, "herd-stampede: %s\n", e.what());
-    return 1;
+    return stop != nullptr && stop->load() ? 130 : 1;
   }
   if (bar) std::fprintf(err, "\r\033[K");
 
