@@ -118,8 +118,8 @@ Database::~Database() = default;
 bool Database::Usable() {
   if (access(path_.c_str(), F_OK) != 0) return false;
   sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
   CloseDb close{db};
   if (rc != SQLITE_OK) {
     throw DatabaseError("cannot open database '" + path_ +

@@ -94,8 +94,8 @@ class Database {
   int64_t scan_rows() const { return limit_ * repeats_; }
 
   // From now on the n-th query from this call (counting from 1) blocks for
-  // `stall` before it runs when n % every == 0. every == 0 turns stalls off. A stall ends
-  // early when the query is stopped.
+  // `stall` before it runs when n % every == 0. every == 0 turns stalls off. A
+  // stall ends early when the query is stopped.
   void InjectStalls(uint64_t every, std::chrono::milliseconds stall);
 
   // Runs the query for customer `key` (0 <= key < kCustomers).
@@ -141,7 +141,7 @@ class Database {
   std::atomic<uint64_t> queries_{0};
   std::atomic<uint64_t> stalls_{0};
 
-  std::mutex mu_;                                // protects idle_
+  std::mutex mu_;                                  // protects idle_
   std::vector<std::unique_ptr<Connection>> idle_;  // connections not in use
 };
 

@@ -182,8 +182,7 @@ ParsedFlags ParseFlags(const std::vector<std::string>& args) {
   flags["--seed"] = {Int(0, int64_t{1} << 62, [&c](int64_t v) {
     c.seed = static_cast<uint64_t>(v);
   })};
-  flags["--strategies"] = {[&c](const std::string& flag,
-                                const std::string& v) {
+  flags["--strategies"] = {[&c](const std::string& flag, const std::string& v) {
     std::vector<Strategy> list;
     std::string_view rest = v;
     while (true) {
@@ -191,8 +190,8 @@ ParsedFlags ParseFlags(const std::vector<std::string>& args) {
       const std::string_view name = rest.substr(0, comma);
       std::optional<Strategy> s = ParseStrategy(name);
       if (!s.has_value()) {
-        return flag + " must be a comma-separated list of " +
-               StrategyList() + ", got '" + std::string(name) + "'";
+        return flag + " must be a comma-separated list of " + StrategyList() +
+               ", got '" + std::string(name) + "'";
       }
       list.push_back(*s);
       if (comma == std::string_view::npos) break;
@@ -225,18 +224,16 @@ ParsedFlags ParseFlags(const std::vector<std::string>& args) {
     c.plot_path = v;
     return std::string();
   }};
-  flags["--no-progress"] = {
-      [&c](const std::string&, const std::string&) {
-        c.progress = false;
-        return std::string();
-      },
-      /*takes_value=*/false};
-  flags["--cold-start"] = {
-      [&c](const std::string&, const std::string&) {
-        c.cold_start = true;
-        return std::string();
-      },
-      /*takes_value=*/false};
+  flags["--no-progress"] = {[&c](const std::string&, const std::string&) {
+                              c.progress = false;
+                              return std::string();
+                            },
+                            /*takes_value=*/false};
+  flags["--cold-start"] = {[&c](const std::string&, const std::string&) {
+                             c.cold_start = true;
+                             return std::string();
+                           },
+                           /*takes_value=*/false};
   flags["--help"] = {[&r](const std::string&, const std::string&) {
                        r.help = true;
                        return std::string();

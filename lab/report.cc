@@ -89,8 +89,7 @@ bool OnPath(const std::string& name) {
 void PrintTable(const Report& report, std::FILE* out) {
   const Config& c = report.config;
   const bool stalls = c.stall_every > 0;
-  std::fprintf(out,
-               "\n%d workers, %d keys (Zipf %.2g), TTL %s, ", c.workers,
+  std::fprintf(out, "\n%d workers, %d keys (Zipf %.2g), TTL %s, ", c.workers,
                c.keys, c.skew, Latency(c.ttl).c_str());
   if (c.requests > 0) {
     std::fprintf(out, "%llu requests",
@@ -105,23 +104,23 @@ void PrintTable(const Report& report, std::FILE* out) {
                  Latency(c.stall).c_str());
   }
   std::fprintf(out, "\n\n");
-  std::fprintf(out, "%-14s %9s %8s %9s %8s %8s %8s %8s %8s %8s %7s",
-               "strategy", "requests", "queries", "refreshes", "expiries",
-               "q/expiry", "req/s", "p50", "p99", "max", "errors");
+  std::fprintf(out, "%-14s %9s %8s %9s %8s %8s %8s %8s %8s %8s %7s", "strategy",
+               "requests", "queries", "refreshes", "expiries", "q/expiry",
+               "req/s", "p50", "p99", "max", "errors");
   if (stalls) std::fprintf(out, " %6s %6s", "stalls", "stuck");
   std::fprintf(out, "\n");
   for (const StrategyResult& r : report.results) {
     const std::string name =
         std::string(StrategyName(r.strategy)) + (r.interrupted ? "*" : "");
-    std::fprintf(
-        out, "%-14s %9llu %8llu %9s %8llu %8s %8.0f %8s %8s %8s %7llu",
-        name.c_str(), static_cast<unsigned long long>(r.requests),
-        static_cast<unsigned long long>(r.queries),
-        r.refreshes > 0 ? std::to_string(r.refreshes).c_str() : "-",
-        static_cast<unsigned long long>(r.expiries),
-        r.expiries > 0 ? Ratio(r.QueriesPerExpiry()).c_str() : "-",
-        r.Throughput(), Latency(r.p50).c_str(), Latency(r.p99).c_str(),
-        Latency(r.max).c_str(), static_cast<unsigned long long>(r.errors));
+    std::fprintf(out, "%-14s %9llu %8llu %9s %8llu %8s %8.0f %8s %8s %8s %7llu",
+                 name.c_str(), static_cast<unsigned long long>(r.requests),
+                 static_cast<unsigned long long>(r.queries),
+                 r.refreshes > 0 ? std::to_string(r.refreshes).c_str() : "-",
+                 static_cast<unsigned long long>(r.expiries),
+                 r.expiries > 0 ? Ratio(r.QueriesPerExpiry()).c_str() : "-",
+                 r.Throughput(), Latency(r.p50).c_str(), Latency(r.p99).c_str(),
+                 Latency(r.max).c_str(),
+                 static_cast<unsigned long long>(r.errors));
     if (stalls) {
       std::fprintf(out, " %6llu %6llu",
                    static_cast<unsigned long long>(r.stalls),
@@ -198,18 +197,17 @@ std::string ToJson(const Report& report) {
       "\"extra_rate\": %g, \"refresh_after\": %g, \"beta\": %g, "
       "\"stall_every\": %llu, \"stall_ms\": %g},\n",
       c.workers, c.keys, c.skew, c.ttl.count(), c.duration.count(),
-      static_cast<unsigned long long>(c.requests), c.think.count(),
-      c.query_ms, static_cast<unsigned long long>(c.seed), c.extra_rate,
-      c.refresh_after, c.beta, static_cast<unsigned long long>(c.stall_every),
-      c.stall.count());
+      static_cast<unsigned long long>(c.requests), c.think.count(), c.query_ms,
+      static_cast<unsigned long long>(c.seed), c.extra_rate, c.refresh_after,
+      c.beta, static_cast<unsigned long long>(c.stall_every), c.stall.count());
   j += "  \"database\": {\"path\": " + JsonString(cal.db_path) +
-       Format(", \"rows\": %lld, \"built\": %s, \"scan_rows\": %lld, "
-              "\"query_ms\": %.3f, \"wait_ms\": %.3f, "
-              "\"max_flight_age_ms\": %.3f, \"deadline_ms\": %.3f},\n",
-              static_cast<long long>(cal.rows), cal.built ? "true" : "false",
-              static_cast<long long>(cal.scan_rows), cal.query_time.count(),
-              cal.wait.count(), cal.max_flight_age.count(),
-              cal.deadline.count());
+       Format(
+           ", \"rows\": %lld, \"built\": %s, \"scan_rows\": %lld, "
+           "\"query_ms\": %.3f, \"wait_ms\": %.3f, "
+           "\"max_flight_age_ms\": %.3f, \"deadline_ms\": %.3f},\n",
+           static_cast<long long>(cal.rows), cal.built ? "true" : "false",
+           static_cast<long long>(cal.scan_rows), cal.query_time.count(),
+           cal.wait.count(), cal.max_flight_age.count(), cal.deadline.count());
   j += "  \"strategies\": [";
   for (size_t i = 0; i < report.results.size(); ++i) {
     const StrategyResult& r = report.results[i];
@@ -243,14 +241,15 @@ std::string Plot(const Report& report, const std::string& path) {
   if (!OnPath("gnuplot")) {
     return "gnuplot not found (apt-get install gnuplot-nox); no plot drawn";
   }
-  const bool svg = path.size() > 4 && path.compare(path.size() - 4, 4, ".svg") == 0;
+  const bool svg =
+      path.size() > 4 && path.compare(path.size() - 4, 4, ".svg") == 0;
   std::string script;
   script += "$data << EOD\n";
   for (const StrategyResult& r : report.results) {
     script += Format("\"%s\" %llu %.6f \"%s\"\n",
                      std::string(StrategyName(r.strategy)).c_str(),
-                     static_cast<unsigned long long>(r.queries),
-                     r.p99.count(), Latency(r.p99).c_str());
+                     static_cast<unsigned long long>(r.queries), r.p99.count(),
+                     Latency(r.p99).c_str());
   }
   script += "EOD\n";
   if (svg) {
@@ -279,8 +278,8 @@ std::string Plot(const Report& report, const std::string& path) {
       "set grid ytics\n"
       "set yrange [0:*]\n"
       "set offsets 0, 0, graph 0.12, 0\n"
-      "set lmargin 11\n"
-      + Format("set xrange [-0.6:%zu.6]\n", report.results.size() - 1) +
+      "set lmargin 11\n" +
+      Format("set xrange [-0.6:%zu.6]\n", report.results.size() - 1) +
       "set ylabel 'database queries'\n"
       "plot $data using 0:2:xtic(1) with boxes lc rgb '#4477aa' notitle, "
       "'' using 0:2:2 with labels offset 0,0.7 notitle\n"
@@ -292,7 +291,8 @@ std::string Plot(const Report& report, const std::string& path) {
   if (gp == nullptr) return "cannot run gnuplot";
   std::fputs(script.c_str(), gp);
   const int status = pclose(gp);
-  if (status != 0) return "gnuplot failed (status " + std::to_string(status) + ")";
+  if (status != 0)
+    return "gnuplot failed (status " + std::to_string(status) + ")";
   return "";
 }
 
@@ -318,11 +318,12 @@ int Main(const std::vector<std::string>& args, const std::atomic<bool>* stop,
       const int filled = static_cast<int>(p.fraction * kWidth + 0.5);
       std::string cells(static_cast<size_t>(filled), '#');
       cells.resize(kWidth, '.');
-      std::fprintf(err, "\r[%zu/%zu] %-14s [%s] %3.0f%%  %llu requests  %llu "
-                        "queries\033[K",
+      std::fprintf(err,
+                   "\r[%zu/%zu] %-14s [%s] %3.0f%%  %llu requests  %llu "
+                   "queries\033[K",
                    p.index + 1, config.strategies.size(),
-                   std::string(StrategyName(p.strategy)).c_str(),
-                   cells.c_str(), p.fraction * 100,
+                   std::string(StrategyName(p.strategy)).c_str(), cells.c_str(),
+                   p.fraction * 100,
                    static_cast<unsigned long long>(p.requests),
                    static_cast<unsigned long long>(p.queries));
       std::fflush(err);

@@ -123,7 +123,7 @@ class TtlMap {
   // std::mutex, as in herd itself: ThreadSanitizer sees it even though
   // Debian's Abseil is not built with -fsanitize=thread.
   struct Shard {
-    std::mutex mu;                             // protects entries
+    std::mutex mu;  // protects entries
     absl::flat_hash_map<int, Entry> entries;
   };
 
@@ -236,8 +236,9 @@ class GuardedServer : public ShareServer {
 
   Row Serve(int key) override {
     if (std::optional<Row> hit = cache_.Get(key)) return *hit;
-    auto loader = WithDeadline(
-        deadline_, [this, key](std::stop_token stop) { return Load(key, stop); });
+    auto loader = WithDeadline(deadline_, [this, key](std::stop_token stop) {
+      return Load(key, stop);
+    });
     for (int attempt = 1;; ++attempt) {
       try {
         return share_.DoFor(key, wait_, loader);
@@ -342,7 +343,7 @@ class CacheServer : public Server {
     Row operator()() const { return db->Query(key); }
   };
 
-  const WarmingClock clock_;           // outlives cache_
+  const WarmingClock clock_;          // outlives cache_
   std::unique_ptr<ThreadPool> pool_;  // outlives cache_
   std::unique_ptr<LoadingCache<int, Row>> cache_;
   Database* db_ = nullptr;
@@ -390,7 +391,8 @@ bool Stopping(const RunHooks& hooks) {
 // Nearest-rank percentile of sorted `v`.
 Millis Percentile(const std::vector<int64_t>& v, double p) {
   if (v.empty()) return Millis(0);
-  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
+  size_t rank =
+      static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
   rank = std::clamp<size_t>(rank, 1, v.size());
   return std::chrono::nanoseconds(v[rank - 1]);
 }
@@ -479,10 +481,10 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
         p.strategy = strategy;
         p.index = index;
         if (c.requests > 0) {
-          p.fraction = static_cast<double>(std::min<uint64_t>(
-                           issued.load(std::memory_order_relaxed),
-                           c.requests)) /
-                       static_cast<double>(c.requests);
+          p.fraction =
+              static_cast<double>(std::min<uint64_t>(
+                  issued.load(std::memory_order_relaxed), c.requests)) /
+              static_cast<double>(c.requests);
         } else {
           p.fraction = std::min(1.0, Millis(Now() - start) / c.duration);
         }
@@ -519,8 +521,8 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
     const auto half_stall =
         std::chrono::duration_cast<std::chrono::nanoseconds>(c.stall / 2);
     result.stuck = static_cast<uint64_t>(
-        all.end() - std::lower_bound(all.begin(), all.end(),
-                                     half_stall.count()));
+        all.end() -
+        std::lower_bound(all.begin(), all.end(), half_stall.count()));
   }
   return result;
 }

@@ -68,18 +68,18 @@ using Millis = std::chrono::duration<double, std::milli>;
 
 struct Config {
   // Database.
-  std::string db_path;         // default: $TMPDIR (or /tmp)/herd-stampede.db
-  int64_t rows = 250000;       // orders in the table
-  double query_ms = 20;        // target time of one query, calibrated
+  std::string db_path;    // default: $TMPDIR (or /tmp)/herd-stampede.db
+  int64_t rows = 250000;  // orders in the table
+  double query_ms = 20;   // target time of one query, calibrated
 
   // Workload.
   int workers = 64;
   int keys = 16;
-  double skew = 1.1;           // Zipf exponent; 0 is uniform
+  double skew = 1.1;  // Zipf exponent; 0 is uniform
   Millis ttl{1000};
-  Millis duration{4000};       // per strategy
-  uint64_t requests = 0;       // per strategy; when > 0, instead of duration
-  Millis think{1};             // mean pause between a worker's requests
+  Millis duration{4000};  // per strategy
+  uint64_t requests = 0;  // per strategy; when > 0, instead of duration
+  Millis think{1};        // mean pause between a worker's requests
   uint64_t seed = 1;
   // Start each strategy with an empty cache (a restart) instead of a warm
   // one (every key cached, loaded at times spread over one TTL).
@@ -99,10 +99,10 @@ struct Config {
   Millis stall{10000};
 
   // Output.
-  bool json_stdout = false;    // --json: JSON on stdout instead of the table
-  std::string json_path;       // --json=FILE: JSON to FILE, table as usual
-  std::string plot_path;       // --plot=FILE.png|FILE.svg
-  bool progress = true;        // a progress bar, when stderr is a terminal
+  bool json_stdout = false;  // --json: JSON on stdout instead of the table
+  std::string json_path;     // --json=FILE: JSON to FILE, table as usual
+  std::string plot_path;     // --plot=FILE.png|FILE.svg
+  bool progress = true;      // a progress bar, when stderr is a terminal
 };
 
 struct ParsedFlags {
@@ -120,20 +120,20 @@ std::string Usage();
 // The figures of one strategy's run.
 struct StrategyResult {
   Strategy strategy;
-  uint64_t requests = 0;       // completed, errors included
-  uint64_t errors = 0;         // requests that threw
-  uint64_t queries = 0;        // database queries started
-  uint64_t refreshes = 0;      // ...of which background refreshes
+  uint64_t requests = 0;   // completed, errors included
+  uint64_t errors = 0;     // requests that threw
+  uint64_t queries = 0;    // database queries started
+  uint64_t refreshes = 0;  // ...of which background refreshes
   uint64_t expiries = 0;
-  uint64_t stalls = 0;         // queries that stalled
-  uint64_t stuck = 0;          // requests that took at least half a stall
+  uint64_t stalls = 0;  // queries that stalled
+  uint64_t stuck = 0;   // requests that took at least half a stall
   Millis elapsed{0};
   Millis p50{0}, p99{0}, max{0};  // request latency
   bool interrupted = false;
 
   // Misses' queries per expiry; 0 when there was no expiry.
   double QueriesPerExpiry() const;
-  double Throughput() const;   // requests per second
+  double Throughput() const;  // requests per second
 };
 
 struct Calibration {
@@ -141,8 +141,8 @@ struct Calibration {
   int64_t rows = 0;
   bool built = false;
   Millis build_time{0};
-  int64_t scan_rows = 0;       // rows one query scans
-  Millis query_time{0};        // measured, idle
+  int64_t scan_rows = 0;                           // rows one query scans
+  Millis query_time{0};                            // measured, idle
   Millis wait{0}, max_flight_age{0}, deadline{0};  // share-guarded, resolved
 };
 
@@ -150,14 +150,14 @@ struct Report {
   Config config;
   Calibration calibration;
   std::vector<StrategyResult> results;
-  bool interrupted = false;    // the stop flag cut the run short
+  bool interrupted = false;  // the stop flag cut the run short
 };
 
 // What RunLab reports while it runs, about ten times a second.
 struct Progress {
   Strategy strategy;
-  size_t index = 0;            // of the strategy in config.strategies
-  double fraction = 0;         // of this strategy's run, in [0, 1]
+  size_t index = 0;     // of the strategy in config.strategies
+  double fraction = 0;  // of this strategy's run, in [0, 1]
   uint64_t requests = 0;
   uint64_t queries = 0;
 };

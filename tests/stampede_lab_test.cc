@@ -12,6 +12,8 @@
 // from timing (how many workers pile onto an expired key) the checks are
 // inequalities with wide margins.
 
+#include "lab/stampede_lab.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,7 +26,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "lab/stampede_lab.h"
 
 namespace herd::lab {
 namespace {
