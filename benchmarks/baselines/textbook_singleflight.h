@@ -24,6 +24,7 @@
 #ifndef HERD_BENCHMARKS_BASELINES_TEXTBOOK_SINGLEFLIGHT_H_
 #define HERD_BENCHMARKS_BASELINES_TEXTBOOK_SINGLEFLIGHT_H_
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <future>
@@ -42,6 +43,7 @@ class TextbookSingleflight {
   template <class Loader>
   Value Do(const Key& key, Loader&& loader, bool* executed = nullptr) {
     std::unique_lock<std::mutex> lock(mu_);
+    ++calls_;
     if (auto it = flights_.find(key); it != flights_.end()) {
       std::shared_future<Value> future = it->second;
       lock.unlock();
@@ -65,9 +67,18 @@ class TextbookSingleflight {
     return future.get();
   }
 
+  // Calls that have found or started a flight: instrumentation, so that a
+  // benchmark knows when every caller of a stampede waits (herd's
+  // Stats().calls is the same count).
+  int64_t calls() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+
  private:
-  std::mutex mu_;  // protects flights_
+  mutable std::mutex mu_;  // protects everything below
   std::unordered_map<Key, std::shared_future<Value>, Hash> flights_;
+  int64_t calls_ = 0;
 };
 
 }  // namespace herd_bench
