@@ -1,0 +1,208 @@
+// Copyright 2026 The herd Authors.
+//
+// benchmarks/callgrind_driver.cc: runs one single-threaded benchmark case a
+// fixed number of times inside herd_callgrind_measured(), so that
+//
+//   valgrind --tool=callgrind --toggle-collect=herd_callgrind_measured \
+//       callgrind_driver Share_LeaderPath_Int64 100000
+//
+// counts exactly the instructions of those calls (warm-up, key generation
+// and process start-up excluded). Instruction counts are exact and
+// repeatable on a noisy machine, so benchmarks/callgrind_check.py compares
+// them, not times, against benchmarks/callgrind_baseline.json.
+//
+// Built with -DHERD_CALLGRIND_COUNT_ALLOCATIONS it replaces operator new
+// with a counting version and prints `allocations_per_call=<x>` instead; that
+// build runs without valgrind (its replacement would skew the instruction
+// counts of the cases that allocate).
+//
+// The cases mirror the single-threaded cases of share_benchmark.cc. Usage:
+//   callgrind_driver --list
+//   callgrind_driver <case> <calls>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "benchmarks/baselines/textbook_singleflight.h"
+#include "herd/share.h"
+
+namespace {
+
+// A case runs `calls` operations numbered from `first` (for unique keys).
+struct Case {
+  std::function<void()> setup;  // builds state outside the measured region
+  std::function<void(int64_t first, int64_t calls)> run;
+};
+
+volatile int64_t sink;
+
+std::vector<std::string> StringKeys(int64_t n) {
+  std::vector<std::string> keys;
+  keys.reserve(static_cast<size_t>(n));
+  char buf[32];
+  for (int64_t i = 0; i < n; ++i) {
+    std::snprintf(buf, sizeof buf, "user:%08lld", static_cast<long long>(i));
+    keys.emplace_back(buf);  // 13 characters: inside std::string's SSO
+  }
+  return keys;
+}
+
+// Allocations since the process started; single-threaded when it matters.
+int64_t allocations = 0;
+
+}  // namespace
+
+#if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
+void* operator new(std::size_t n) {
+  ++allocations;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  ++allocations;
+  const std::size_t align = static_cast<std::size_t>(a);
+  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) {
+    return p;
+  }
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return operator new(n, a);
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+#endif  // HERD_CALLGRIND_COUNT_ALLOCATIONS
+
+// The only function callgrind collects in. Not inlined, C linkage: a stable
+// name for --toggle-collect.
+extern "C" __attribute__((noinline)) void herd_callgrind_measured(
+    const Case* c, int64_t first, int64_t calls) {
+  c->run(first, calls);
+}
+
+int main(int argc, char** argv) {
+  // Make the process multi-threaded, as every server is: libstdc++ then uses
+  // atomic reference counts and real locks.
+  std::thread([] {}).join();
+
+  static herd::Share<int64_t, int64_t> share_int;
+  static herd::Share<std::string, int64_t> share_str;
+  static herd_bench::TextbookSingleflight<int64_t, int64_t> textbook_int;
+  static herd_bench::TextbookSingleflight<std::string, int64_t> textbook_str;
+  static std::mutex mu;
+  static absl::flat_hash_map<int64_t, int64_t> map;
+  static std::vector<std::string> keys;
+  const int64_t n = argc > 2 ? std::atoll(argv[2]) : 100000;
+
+  const auto string_keys = [n] { keys = StringKeys(2 * n + 2); };
+  std::map<std::string, Case> cases = {
+      {"Share_LeaderPath_Int64",
+       {[] {},
+        [](int64_t first, int64_t calls) {
+          for (int64_t k = first; k < first + calls; ++k) {
+            sink = share_int.Do(k, [k] { return k; });
+          }
+        }}},
+      {"Share_LeaderPath_String",
+       {string_keys,
+        [](int64_t first, int64_t calls) {
+          for (int64_t i = first; i < first + calls; ++i) {
+            sink = share_str.Do(keys[i], [i] { return i; });
+          }
+        }}},
+      {"Share_HotKey",
+       {[] {},
+        [](int64_t, int64_t calls) {
+          for (int64_t i = 0; i < calls; ++i) {
+            sink = share_int.Do(7, [i] { return i; });
+          }
+        }}},
+      {"Textbook_LeaderPath_Int64",
+       {[] {},
+        [](int64_t first, int64_t calls) {
+          for (int64_t k = first; k < first + calls; ++k) {
+            sink = textbook_int.Do(k, [k] { return k; });
+          }
+        }}},
+      {"Textbook_LeaderPath_String",
+       {string_keys,
+        [](int64_t first, int64_t calls) {
+          for (int64_t i = first; i < first + calls; ++i) {
+            sink = textbook_str.Do(keys[i], [i] { return i; });
+          }
+        }}},
+      {"Textbook_HotKey",
+       {[] {},
+        [](int64_t, int64_t calls) {
+          for (int64_t i = 0; i < calls; ++i) {
+            sink = textbook_int.Do(7, [i] { return i; });
+          }
+        }}},
+      {"NoCoalescing_LeaderPath_Int64",
+       {[] {},
+        [](int64_t first, int64_t calls) {
+          auto loader = [](int64_t k) { return k; };
+          for (int64_t k = first; k < first + calls; ++k) sink = loader(k);
+        }}},
+      {"Floor_MutexLockUnlock",
+       {[] {},
+        [](int64_t, int64_t calls) {
+          for (int64_t i = 0; i < calls; ++i) {
+            mu.lock();
+            mu.unlock();
+          }
+        }}},
+      {"Floor_FlatHashMapInsertErase_Int64",
+       {[] {},
+        [](int64_t first, int64_t calls) {
+          for (int64_t k = first; k < first + calls; ++k) {
+            map.emplace(k, k);
+            map.erase(k);
+          }
+        }}},
+  };
+
+  if (argc < 2 || std::strcmp(argv[1], "--list") == 0) {
+    for (const auto& [name, c] : cases) std::printf("%s\n", name.c_str());
+    return argc < 2 ? 1 : 0;
+  }
+  auto it = cases.find(argv[1]);
+  if (it == cases.end()) {
+    std::fprintf(stderr, "unknown case %s (try --list)\n", argv[1]);
+    return 1;
+  }
+  const Case& c = it->second;
+  c.setup();
+  c.run(n + 1, n / 10 + 1);  // warm-up: tables sized, caches filled
+  const int64_t before = allocations;
+  herd_callgrind_measured(&c, 0, n);
+#if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
+  std::printf("allocations_per_call=%.4f\n",
+              static_cast<double>(allocations - before) /
+                  static_cast<double>(n));
+#else
+  (void)before;
+#endif
+  return 0;
+}
