@@ -198,9 +198,9 @@ int main(int argc, char** argv) {
   const int64_t before = allocations;
   herd_callgrind_measured(&c, 0, n);
 #if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
-  std::printf("allocations_per_call=%.4f\n",
-              static_cast<double>(allocations - before) /
-                  static_cast<double>(n));
+  std::printf(
+      "allocations_per_call=%.4f\n",
+      static_cast<double>(allocations - before) / static_cast<double>(n));
 #else
   (void)before;
 #endif

@@ -4,7 +4,8 @@
 //
 //   BM_Share_*         herd::Share<K, int64_t>
 //   BM_Textbook_*      one std::mutex, an unordered_map of shared_future, a
-//                      std::promise per call (baselines/textbook_singleflight.h)
+//                      std::promise per call
+//                      (baselines/textbook_singleflight.h)
 //   BM_NoCoalescing_*  the loader called directly: what coalescing must not
 //                      cost much more than
 //   BM_Floor_*         the primitives a leader path or a wake-up cannot avoid
@@ -222,10 +223,10 @@ void HotKey(benchmark::State& state) {
     }));
   }
   state.SetItemsProcessed(state.iterations());
-  state.counters["exec_fraction"] = benchmark::Counter(
-      static_cast<double>(tl_executions) /
-          static_cast<double>(state.iterations()),
-      benchmark::Counter::kAvgThreads);
+  state.counters["exec_fraction"] =
+      benchmark::Counter(static_cast<double>(tl_executions) /
+                             static_cast<double>(state.iterations()),
+                         benchmark::Counter::kAvgThreads);
 }
 
 template <class Impl>
@@ -273,11 +274,11 @@ int64_t NowNanos() {
 // What one round of a stampede recorded.
 struct Round {
   explicit Round(int n) : returned_at(n), executed(n) {}
-  std::atomic<int> arrived{0};        // callers that have started their call
-  std::atomic<int> executions{0};     // loader executions
-  std::atomic<int64_t> set_at{0};     // when the first execution finished
-  std::vector<int64_t> returned_at;   // per caller
-  std::vector<char> executed;         // per caller: ran the loader
+  std::atomic<int> arrived{0};       // callers that have started their call
+  std::atomic<int> executions{0};    // loader executions
+  std::atomic<int64_t> set_at{0};    // when the first execution finished
+  std::vector<int64_t> returned_at;  // per caller
+  std::vector<char> executed;        // per caller: ran the loader
 
   // The loader of a stampede: waits until all n callers have joined the
   // flight (`joined()` counts them), then takes 1 ms, so that every waiter

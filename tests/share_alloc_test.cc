@@ -14,13 +14,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <future>
-#include <utility>
 #include <latch>
 #include <new>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -79,9 +79,7 @@ void operator delete(void* p) noexcept {
 void operator delete[](void* p) noexcept { operator delete(p); }
 void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
 void operator delete[](void* p, std::size_t) noexcept { operator delete(p); }
-void operator delete(void* p, std::align_val_t) noexcept {
-  operator delete(p);
-}
+void operator delete(void* p, std::align_val_t) noexcept { operator delete(p); }
 void operator delete[](void* p, std::align_val_t) noexcept {
   operator delete(p);
 }
@@ -262,8 +260,8 @@ void EveryKindOfFlight(Share<int, std::string>& share) {
                    WaitTimeout);
     });
     timed_out.join();
-    std::shared_future<std::string> async =
-        share.DoAsync(1, [] { return std::string(); }, executor);
+    std::shared_future<std::string> async = share.DoAsync(
+        1, [] { return std::string(); }, executor);
     AwaitCalls(share, calls + 3);
     gate.Open();
     leader.join();
@@ -351,7 +349,9 @@ void EveryKindOfFlight(Share<int, std::string>& share) {
     cancelled.join();
     follower.join();
   }
-  EXPECT_EQ(share.DoAsync(6, [] { return std::string(30, 'a'); }, executor)
+  EXPECT_EQ(share
+                .DoAsync(
+                    6, [] { return std::string(30, 'a'); }, executor)
                 .get(),
             std::string(30, 'a'));
 }

@@ -175,8 +175,8 @@ inline bool FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
 }
 
 inline void FutexWake(std::atomic<uint32_t>* word, int n) noexcept {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE,
-          n, nullptr, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, n,
+          nullptr, nullptr, 0);
 }
 #endif
 
@@ -300,8 +300,8 @@ class OnceEvent {
   // A microsecond or two on current x86.
   static constexpr int kSpins = 64;
 
-  bool WaitUntil(const std::chrono::steady_clock::time_point* deadline)
-      noexcept {
+  bool WaitUntil(
+      const std::chrono::steady_clock::time_point* deadline) noexcept {
     for (int i = 0; i < kSpins; ++i) {
       if (IsSet()) return true;
       CpuRelax();
@@ -318,9 +318,8 @@ class OnceEvent {
     }
     uint32_t w = word_.load(std::memory_order_acquire);
     while (w != kSet) {
-      if (w == kUnset &&
-          !word_.compare_exchange_weak(w, kSleepers,
-                                       std::memory_order_acquire)) {
+      if (w == kUnset && !word_.compare_exchange_weak(
+                             w, kSleepers, std::memory_order_acquire)) {
         continue;  // w reloaded
       }
       if (!FutexWait(&word_, kSleepers, deadline != nullptr ? &abs : nullptr)) {
@@ -393,11 +392,11 @@ class Share {
     if (timeout < timeout.zero()) {
       throw std::invalid_argument("herd::Share::DoFor: negative timeout");
     }
-    return Run(key, loader,
-               std::chrono::steady_clock::now() +
-                   std::chrono::ceil<std::chrono::steady_clock::duration>(
-                       timeout),
-               info);
+    return Run(
+        key, loader,
+        std::chrono::steady_clock::now() +
+            std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
+        info);
   }
 
   // Returns the future of `key`'s flight without blocking. When none is in
@@ -483,7 +482,7 @@ class Share {
     bool in_map = true;           // the key's current flight
     bool done = false;            // outcome decided
     bool cancelled = false;
-    const bool on_heap;           // this is a HeapFlight
+    const bool on_heap;  // this is a HeapFlight
     std::stop_source stop{std::nostopstate};
 
     // A stack flight: the heap flight it moved to. Written under mu, read
@@ -564,9 +563,8 @@ class Share {
 
   // Runs one execution of `flight` and returns its result or exception.
   template <class Loader>
-  static void Invoke(const Flight* flight, Loader& loader,
-                     std::stop_token stop, std::optional<Value>* value,
-                     std::exception_ptr* error);
+  static void Invoke(const Flight* flight, Loader& loader, std::stop_token stop,
+                     std::optional<Value>* value, std::exception_ptr* error);
 
   // Records the end of one execution of `flight` (a value in `*value`, or
   // `error`), completes the flight when that decides it, and says what the
@@ -774,8 +772,8 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
   CheckLoader(loader);
   const Probe probe = ProbeFor(key);
   Shard& shard = ShardFor(probe);
-  Flight local(/*heap=*/false);  // the flight, if this call starts one
-  Flight* flight = nullptr;      // the flight this call executes
+  Flight local(/*heap=*/false);   // the flight, if this call starts one
+  Flight* flight = nullptr;       // the flight this call executes
   HeapFlight* wait_on = nullptr;  // or the one it waits on, with a reference
   std::stop_token stop;
   {
@@ -866,8 +864,8 @@ void Share<K, V, H, E>::Invoke(const Flight* flight, Loader& loader,
 }
 
 template <class K, class V, class H, class E>
-auto Share<K, V, H, E>::Settle(Shard& shard, const Probe& probe,
-                               Flight* flight, std::optional<V>* value,
+auto Share<K, V, H, E>::Settle(Shard& shard, const Probe& probe, Flight* flight,
+                               std::optional<V>* value,
                                std::exception_ptr error) -> Settlement {
   Settlement result{Settlement::kReturnOwn, nullptr, {}};
   std::optional<std::promise<V>> promise;
@@ -939,8 +937,8 @@ auto Share<K, V, H, E>::Settle(Shard& shard, const Probe& probe,
 }
 
 template <class K, class V, class H, class E>
-V Share<K, V, H, E>::Await(Shard& shard, HeapFlight* flight,
-                           Deadline deadline, CallInfo* info) {
+V Share<K, V, H, E>::Await(Shard& shard, HeapFlight* flight, Deadline deadline,
+                           CallInfo* info) {
   struct Release {
     HeapFlight* flight;
     ~Release() { Unref(flight); }
@@ -962,8 +960,7 @@ V Share<K, V, H, E>::Await(Shard& shard, HeapFlight* flight,
 
 template <class K, class V, class H, class E>
 template <class Loader, class Executor>
-std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key,
-                                                 Loader&& loader,
+std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
                                                  Executor& executor) {
   CheckLoader(loader);
   using Stored = std::decay_t<Loader>;
