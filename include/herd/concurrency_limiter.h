@@ -5,7 +5,6 @@
 //   herd::ConcurrencyLimiter          N permits on a std::counting_semaphore
 //   herd::ConcurrencyLimiter::Permit  movable RAII permit; released when
 //                                     destroyed
-//   herd::LimitExceeded               no permit came within the allowed wait
 //   herd::WithLimit()                 wraps a loader so that it holds a
 //                                     permit while it runs
 //
@@ -60,14 +59,6 @@
 #include "herd/internal/invoke.h"
 
 namespace herd {
-
-// WithLimit() waited max_wait without getting a permit.
-// (Kept here rather than in errors.h, which another component owns.)
-class LimitExceeded : public Error {
- public:
-  LimitExceeded() : Error("herd: concurrency limit reached") {}
-  using Error::Error;
-};
 
 class ConcurrencyLimiter {
  public:

@@ -9,6 +9,7 @@
 //   herd::Closed           a queue or pool no longer accepts work
 //   herd::CircuitOpen      a circuit breaker refused the call
 //   herd::DeadlineExceeded a loader ran past its deadline
+//   herd::LimitExceeded    no concurrency permit came within the allowed wait
 //
 // Exceptions thrown by user loaders are never wrapped: every caller receives
 // the loader's own exception object, type and payload intact. Invalid
@@ -69,6 +70,13 @@ class CircuitOpen : public Error {
 class DeadlineExceeded : public Error {
  public:
   DeadlineExceeded() : Error("herd: deadline exceeded") {}
+  using Error::Error;
+};
+
+// No permit of a herd::ConcurrencyLimiter came within the allowed wait.
+class LimitExceeded : public Error {
+ public:
+  LimitExceeded() : Error("herd: concurrency limit reached") {}
   using Error::Error;
 };
 
