@@ -3,8 +3,9 @@
 """Runs herd::Share's benchmarks beside the textbook C++ version and Go's
 singleflight, and writes the results.
 
-  benchmarks/run.py            # about 5 minutes on 2 cores
-  benchmarks/run.py --quick    # one round, shorter runs: a smoke test
+  benchmarks/run.py                  # about 8 minutes on 2 cores
+  benchmarks/run.py --max-load 1     # first wait for a quiet machine
+  benchmarks/run.py --quick          # one short round: a smoke test
 
 Steps: scripts/bootstrap.sh (when present) installs the tools; the C++
 benchmark (benchmarks/share_benchmark.cc) and the Go peer (benchmarks/go)
@@ -34,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "benchmarks")
@@ -539,6 +541,10 @@ def main():
     parser.add_argument("--plot", default=os.path.join(ROOT, "docs",
                                                        "benchmarks.png"))
     parser.add_argument("--results", default=RESULTS)
+    parser.add_argument("--max-load", type=float,
+                        help="first wait (up to --wait minutes) until the "
+                        "1-minute load average is below this")
+    parser.add_argument("--wait", type=float, default=30)
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
 
@@ -546,6 +552,11 @@ def main():
     cpp_bin, go_bin = build_cpp(), build_go()
     alloc_bin = build_alloc_test()
 
+    if args.max_load is not None:
+        deadline = time.time() + 60 * args.wait
+        while os.getloadavg()[0] >= args.max_load and time.time() < deadline:
+            log(f"load {os.getloadavg()[0]:.2f} >= {args.max_load}: waiting")
+            time.sleep(15)
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     cpp_runs, go_runs, context, go_info = [], [], None, None
     for i in range(rounds):
