@@ -235,9 +235,9 @@ void Stampede(benchmark::State& state, C& cache, FakeClock& clock,
     clock.Advance(seconds(61));  // the key has just expired
     crowd.Round();
   }
-  state.counters["loads_per_stampede"] = benchmark::Counter(
-      static_cast<double>(backend.queries() - before) /
-      static_cast<double>(state.iterations()));
+  state.counters["loads_per_stampede"] =
+      benchmark::Counter(static_cast<double>(backend.queries() - before) /
+                         static_cast<double>(state.iterations()));
 }
 
 void BM_LoadingCache_Stampede(benchmark::State& state) {

@@ -14,6 +14,8 @@
 //   GetThen: profile 8 (version 3)
 //   loads 2, refreshes 1
 
+#include "herd/loading_cache.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,8 +24,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "herd/loading_cache.h"
 
 namespace {
 

@@ -79,10 +79,10 @@ bool ErrorOfKey(std::exception_ptr e, int k) {
 }
 
 struct Counters {
-  std::atomic<uint64_t> lookups{0};   // calls that count a hit or a miss
+  std::atomic<uint64_t> lookups{0};  // calls that count a hit or a miss
   std::atomic<uint64_t> callbacks_issued{0};
   std::atomic<uint64_t> callbacks_run{0};
-  std::atomic<uint64_t> bad{0};       // wrong key, wrong exception, twice
+  std::atomic<uint64_t> bad{0};  // wrong key, wrong exception, twice
 };
 
 // One thread's view of its GetThen callbacks: a slot per callback, counting
@@ -122,14 +122,18 @@ void Worker(LoadingCache<int, std::string>& cache, uint64_t seed,
              std::to_string(v);
     };
     switch (pick(20)) {
-      case 0: case 1: case 2: case 3: case 4: case 5: {
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+      case 4:
+      case 5: {
         counters.lookups.fetch_add(1);
         try {
-          std::string got = pick(2) == 0
-                                ? cache.Get(k, body)
-                                : cache.Get(k, [body](std::stop_token) {
-                                    return body();
-                                  });
+          std::string got =
+              pick(2) == 0
+                  ? cache.Get(k, body)
+                  : cache.Get(k, [body](std::stop_token) { return body(); });
           if (!ValueOfKey(got, k)) counters.bad.fetch_add(1);
         } catch (...) {
           if (!ErrorOfKey(std::current_exception(), k)) {
@@ -138,7 +142,9 @@ void Worker(LoadingCache<int, std::string>& cache, uint64_t seed,
         }
         break;
       }
-      case 6: case 7: case 8: {
+      case 6:
+      case 7:
+      case 8: {
         counters.lookups.fetch_add(1);
         futures.emplace_back(k, cache.GetAsync(k, body));
         if (futures.size() > 64) {
@@ -147,7 +153,10 @@ void Worker(LoadingCache<int, std::string>& cache, uint64_t seed,
         }
         break;
       }
-      case 9: case 10: case 11: case 12: {
+      case 9:
+      case 10:
+      case 11:
+      case 12: {
         counters.lookups.fetch_add(1);
         counters.callbacks_issued.fetch_add(1);
         std::atomic<int>* slot = &slots.calls.emplace_back(0);
@@ -165,16 +174,19 @@ void Worker(LoadingCache<int, std::string>& cache, uint64_t seed,
                       });
         break;
       }
-      case 13: case 14: {
+      case 13:
+      case 14: {
         counters.lookups.fetch_add(1);
         std::optional<std::string> got = cache.GetIfPresent(k);
         if (got.has_value() && !ValueOfKey(*got, k)) counters.bad.fetch_add(1);
         break;
       }
-      case 15: case 16:
+      case 15:
+      case 16:
         cache.Put(k, "k" + std::to_string(k) + ":put");
         break;
-      case 17: case 18:
+      case 17:
+      case 18:
         cache.Invalidate(k);
         break;
       case 19:
@@ -214,7 +226,8 @@ void RunStress(const char* name, CacheOptions options, uint64_t seed) {
   EXPECT_EQ(counters.callbacks_run.load(), counters.callbacks_issued.load())
       << "seed " << seed;
   for (Slots& s : slots) {
-    for (std::atomic<int>& c : s.calls) ASSERT_EQ(c.load(), 1) << "seed " << seed;
+    for (std::atomic<int>& c : s.calls)
+      ASSERT_EQ(c.load(), 1) << "seed " << seed;
   }
   EXPECT_EQ(stats.hits + stats.misses, counters.lookups.load())
       << "seed " << seed;

@@ -112,8 +112,17 @@ TEST(LoadingCache, GetReturnsCachedValueWhileFresh) {
   FakeClock clock;
   LoadingCache<int, std::string> cache(Options(&clock));
   int calls = 0;
-  EXPECT_EQ(cache.Get(1, [&] { ++calls; return std::string("one"); }), "one");
-  EXPECT_EQ(cache.Get(1, [&] { ++calls; return std::string("other"); }),
+  EXPECT_EQ(cache.Get(1,
+                      [&] {
+                        ++calls;
+                        return std::string("one");
+                      }),
+            "one");
+  EXPECT_EQ(cache.Get(1,
+                      [&] {
+                        ++calls;
+                        return std::string("other");
+                      }),
             "one");
   EXPECT_EQ(calls, 1);
   CacheStats s = cache.Stats();
@@ -147,9 +156,8 @@ void ConcurrentCallersShareOneLoad(bool expire_first) {
     for (int i = 0; i < kCallers; ++i) {
       threads.emplace_back([&, i] { got[i] = cache.Get(7, loader); });
     }
-    WaitUntil([&] {
-      return cache.FlightStats().calls == calls_before + kCallers;
-    });
+    WaitUntil(
+        [&] { return cache.FlightStats().calls == calls_before + kCallers; });
     EXPECT_EQ(loads.load(), 1);
     release.count_down();
   }
@@ -211,7 +219,12 @@ TEST(LoadingCache, ValueExpiresTtlAfterItWasWritten) {
   FakeClock clock;
   LoadingCache<int, int> cache(Options(&clock));  // ttl 10 s
   // The load takes 3 s: the value is written at its end.
-  EXPECT_EQ(cache.Get(1, [&] { clock.Advance(seconds(3)); return 1; }), 1);
+  EXPECT_EQ(cache.Get(1,
+                      [&] {
+                        clock.Advance(seconds(3));
+                        return 1;
+                      }),
+            1);
   clock.Advance(seconds(10) - nanoseconds(1));
   EXPECT_EQ(cache.Get(1, NoLoad<int>), 1);
   EXPECT_EQ(cache.GetIfPresent(1), 1);
@@ -242,7 +255,10 @@ TEST(LoadingCache, StaleReadReturnsOldValueAndStartsOneRefresh) {
 
   clock.Advance(nanoseconds(1));
   int refreshes = 0;
-  auto loader = [&] { ++refreshes; return std::string("v2"); };
+  auto loader = [&] {
+    ++refreshes;
+    return std::string("v2");
+  };
   for (int i = 0; i < 5; ++i) EXPECT_EQ(cache.Get(1, loader), "v1");
   EXPECT_EQ(executor.Pending(), 1u);  // readers during it start no other
   EXPECT_EQ(refreshes, 0);
@@ -340,7 +356,10 @@ std::vector<Clock::time_point> ReloadTimes(double beta, Clock::time_point* t,
   o.executor = Inline();
   LoadingCache<int, int> cache(o);
   for (int k = 0; k < kKeys; ++k) {
-    cache.Get(k, [&] { clock.Advance(seconds(1)); return 0; });
+    cache.Get(k, [&] {
+      clock.Advance(seconds(1));
+      return 0;
+    });
   }
   for (int k = 0; k < kKeys; ++k) cache.Put(k, 1);
   const Clock::time_point expiry = clock.Now() + o.ttl;
@@ -385,7 +404,8 @@ TEST(LoadingCache, EarlyRefreshSpreadsReloadsBeforeExpiry) {
     first = std::min(first, r);
     ++histogram[static_cast<int>((expiry - r) / seconds(1))];
   }
-  std::printf("seconds before expiry -> keys reloaded (beta = 1, delta = 1 s)\n");
+  std::printf(
+      "seconds before expiry -> keys reloaded (beta = 1, delta = 1 s)\n");
   for (auto [lead, keys] : histogram) std::printf("  %2d: %d\n", lead, keys);
   EXPECT_LT(first, expiry - seconds(4));
   EXPECT_GE(early, 190);  // at least 95% reload before expiry...
@@ -395,8 +415,8 @@ TEST(LoadingCache, EarlyRefreshSpreadsReloadsBeforeExpiry) {
     if (keys >= 10) ++spread;
     biggest = std::max(biggest, keys);
   }
-  EXPECT_GE(spread, 4);      // ...over at least 4 seconds holding >= 5% each
-  EXPECT_LE(biggest, 100);   // ...with no second holding half of them
+  EXPECT_GE(spread, 4);     // ...over at least 4 seconds holding >= 5% each
+  EXPECT_LE(biggest, 100);  // ...with no second holding half of them
 }
 
 TEST(LoadingCache, EarlyRefreshStartsOneReloadAtATime) {
@@ -406,10 +426,18 @@ TEST(LoadingCache, EarlyRefreshStartsOneReloadAtATime) {
   o.early_refresh_beta = 1e6;  // every read draws an early refresh
   o.executor = executor.Hook();
   LoadingCache<int, int> cache(o);
-  cache.Get(1, [&] { clock.Advance(seconds(1)); return 1; });
+  cache.Get(1, [&] {
+    clock.Advance(seconds(1));
+    return 1;
+  });
   int reloads = 0;
   for (int i = 0; i < 10; ++i) {
-    EXPECT_EQ(cache.Get(1, [&] { ++reloads; return 2; }), 1);
+    EXPECT_EQ(cache.Get(1,
+                        [&] {
+                          ++reloads;
+                          return 2;
+                        }),
+              1);
   }
   EXPECT_EQ(executor.Pending(), 1u);
   executor.RunAll();
@@ -426,7 +454,10 @@ TEST(LoadingCache, FailureIsNotCachedByDefault) {
   FakeClock clock;
   LoadingCache<int, int> cache(Options(&clock));
   int calls = 0;
-  auto failing = [&]() -> int { ++calls; throw LoadError(1); };
+  auto failing = [&]() -> int {
+    ++calls;
+    throw LoadError(1);
+  };
   EXPECT_THROW(cache.Get(1, failing), LoadError);
   EXPECT_THROW(cache.Get(1, failing), LoadError);
   EXPECT_EQ(calls, 2);
@@ -521,7 +552,7 @@ TEST(LoadingCache, NewValueIsNotKeptWhenEveryOtherEntryIsRefreshing) {
   LoadingCache<std::string, int> cache(o);
   cache.Get("a", [] { return 1; });
   clock.Advance(seconds(5));
-  cache.Get("a", [] { return 10; });  // refresh of a pending
+  cache.Get("a", [] { return 10; });               // refresh of a pending
   EXPECT_EQ(cache.Get("c", [] { return 3; }), 3);  // returned, not kept
   EXPECT_EQ(cache.GetIfPresent("c"), std::nullopt);
   EXPECT_EQ(cache.GetIfPresent("a"), 1);
@@ -574,8 +605,14 @@ TEST(LoadingCache, GetAsyncLoadsOnTheExecutorOncePerKey) {
   o.executor = executor.Hook();
   LoadingCache<int, int> cache(o);
   int calls = 0;
-  std::shared_future<int> f1 = cache.GetAsync(1, [&] { ++calls; return 5; });
-  std::shared_future<int> f2 = cache.GetAsync(1, [&] { ++calls; return 6; });
+  std::shared_future<int> f1 = cache.GetAsync(1, [&] {
+    ++calls;
+    return 5;
+  });
+  std::shared_future<int> f2 = cache.GetAsync(1, [&] {
+    ++calls;
+    return 6;
+  });
   EXPECT_EQ(executor.Pending(), 1u);
   EXPECT_EQ(f1.wait_for(seconds(0)), std::future_status::timeout);
   executor.RunAll();
@@ -868,18 +905,18 @@ TEST(LoadingCache, StatsCountEveryOutcome) {
   o.error_ttl = seconds(1);
   o.max_entries = 2;
   LoadingCache<int, int> cache(o);
-  cache.Get(1, [] { return 1; });                  // miss, load
-  cache.Get(1, NoLoad<int>);                            // hit
+  cache.Get(1, [] { return 1; });  // miss, load
+  cache.Get(1, NoLoad<int>);       // hit
   EXPECT_THROW(cache.Get(2, []() -> int { throw LoadError(0); }),
-               LoadError);                         // miss, load, failure
-  EXPECT_THROW(cache.Get(2, NoLoad<int>), LoadError);   // hit (negative)
+               LoadError);                             // miss, load, failure
+  EXPECT_THROW(cache.Get(2, NoLoad<int>), LoadError);  // hit (negative)
   clock.Advance(seconds(6));
   cache.Get(1, []() -> int { throw LoadError(0); });  // stale hit, refresh
   executor.RunAll();                                  // ...which fails
-  cache.Get(1, [] { return 11; });                 // stale hit, refresh
-  executor.RunAll();                               // ...which succeeds
-  cache.Get(3, [] { return 3; });                  // miss, load
-  cache.Get(4, [] { return 4; });                  // miss, load, eviction
+  cache.Get(1, [] { return 11; });                    // stale hit, refresh
+  executor.RunAll();                                  // ...which succeeds
+  cache.Get(3, [] { return 3; });                     // miss, load
+  cache.Get(4, [] { return 4; });                     // miss, load, eviction
   CacheStats s = cache.Stats();
   EXPECT_EQ(s.hits, 4u);
   EXPECT_EQ(s.negative_hits, 1u);
@@ -942,7 +979,8 @@ TEST(LoadingCache, RejectsBadOptions) {
   EXPECT_THROW(make([](CacheOptions& o) { o.early_refresh_beta = -0.5; }),
                std::invalid_argument);
   EXPECT_THROW(make([](CacheOptions& o) {
-                 o.early_refresh_beta = std::numeric_limits<double>::quiet_NaN();
+                 o.early_refresh_beta =
+                     std::numeric_limits<double>::quiet_NaN();
                }),
                std::invalid_argument);
   EXPECT_THROW(make([](CacheOptions& o) { o.error_ttl = -seconds(1); }),
@@ -955,9 +993,10 @@ TEST(LoadingCache, RejectsBadOptions) {
 TEST(LoadingCache, LoaderMayTakeAStopToken) {
   FakeClock clock;
   LoadingCache<int, int> cache(Options(&clock));
-  EXPECT_EQ(cache.Get(1, [](std::stop_token stop) {
-              return stop.stop_requested() ? -1 : 1;
-            }),
+  EXPECT_EQ(cache.Get(1,
+                      [](std::stop_token stop) {
+                        return stop.stop_requested() ? -1 : 1;
+                      }),
             1);
   std::function<int()> empty;
   EXPECT_THROW(cache.Get(2, empty), std::invalid_argument);
@@ -1017,12 +1056,13 @@ TEST(LoadingCache, DestructorRunsCallbacksOfLoadsInProgress) {
   auto cache = std::make_unique<LoadingCache<int, int>>(Options(&clock));
   std::latch started(1);
   std::atomic<int> called{0};
-  cache->GetThen(1,
-                 [&] {
-                   started.count_down();
-                   return 1;
-                 },
-                 [&](const int*, std::exception_ptr) { called.fetch_add(1); });
+  cache->GetThen(
+      1,
+      [&] {
+        started.count_down();
+        return 1;
+      },
+      [&](const int*, std::exception_ptr) { called.fetch_add(1); });
   started.wait();
   cache.reset();
   EXPECT_EQ(called.load(), 1);

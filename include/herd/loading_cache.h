@@ -172,21 +172,21 @@ struct CacheOptions {
 // Counters since construction. Each is exact, but Stats() reads the shards
 // one after another, so a snapshot taken under load is not atomic.
 struct CacheStats {
-  uint64_t hits = 0;       // calls answered from the cache, without waiting
-                           // for a load: fresh or stale values, cached errors
+  uint64_t hits = 0;  // calls answered from the cache, without waiting
+                      // for a load: fresh or stale values, cached errors
   uint64_t negative_hits = 0;  // ...of which rethrew a cached exception
   uint64_t stale_reads = 0;    // ...of which returned a value older than
                                // refresh_after
-  uint64_t misses = 0;     // calls that found no usable entry (Get, GetAsync
-                           // and GetThen then wait for a load)
-  uint64_t loads = 0;      // loader executions for misses
+  uint64_t misses = 0;  // calls that found no usable entry (Get, GetAsync
+                        // and GetThen then wait for a load)
+  uint64_t loads = 0;   // loader executions for misses
   uint64_t load_failures = 0;     // ...that threw
   uint64_t refreshes = 0;         // loader executions for background refresh
   uint64_t early_refreshes = 0;   // ...that XFetch started before
                                   // refresh_after or expiry
   uint64_t refresh_failures = 0;  // refreshes that threw or could not be
                                   // scheduled
-  uint64_t evictions = 0;  // entries removed to respect max_entries
+  uint64_t evictions = 0;         // entries removed to respect max_entries
 };
 
 template <class Key, class Value, class Hash = absl::Hash<Key>,
@@ -339,7 +339,7 @@ class LoadingCache {
     absl::flat_hash_map<Key, std::shared_ptr<Waiters>, Hash, Eq> waiting
         ABSL_GUARDED_BY(mu);
     uint64_t next_ticket ABSL_GUARDED_BY(mu) = 0;
-    uint64_t rng ABSL_GUARDED_BY(mu) = 0;      // splitmix64 state
+    uint64_t rng ABSL_GUARDED_BY(mu) = 0;  // splitmix64 state
     size_t capacity = 0;  // set before use, then constant; 0 = unbounded
 
     uint64_t negative_hits ABSL_GUARDED_BY(mu) = 0;
@@ -355,12 +355,12 @@ class LoadingCache {
   // What a lookup found.
   struct Lookup {
     enum Kind { kHit, kNegative, kMiss } kind = kMiss;
-    std::optional<Value> value;          // kHit
-    std::exception_ptr error;            // kNegative
-    uint64_t ticket = 0;                 // kMiss, or kHit: start a refresh
-    bool early = false;                  // ...started by XFetch
-    std::shared_ptr<Waiters> waiters;    // kMiss, async: the load to join
-    bool start_async = false;            // ...which this call must start
+    std::optional<Value> value;        // kHit
+    std::exception_ptr error;          // kNegative
+    uint64_t ticket = 0;               // kMiss, or kHit: start a refresh
+    bool early = false;                // ...started by XFetch
+    std::shared_ptr<Waiters> waiters;  // kMiss, async: the load to join
+    bool start_async = false;          // ...which this call must start
   };
 
   // A unit of work handed to the executor. Runs its body once, or abandons
@@ -482,8 +482,8 @@ class LoadingCache {
       ABSL_LOCKS_EXCLUDED(shard.mu);
 
   template <class L>
-  void ScheduleRefresh(Shard& shard, const Key& key, L&& loader,
-                       uint64_t token, bool early) noexcept;
+  void ScheduleRefresh(Shard& shard, const Key& key, L&& loader, uint64_t token,
+                       bool early) noexcept;
   template <class L>
   void RunRefresh(Shard& shard, const Key& key, L& loader, uint64_t token,
                   bool early);
@@ -576,8 +576,7 @@ inline const CacheOptions& ValidCacheOptions(const CacheOptions& o) {
 
 // t + d, or the latest time_point if that overflows (a ttl meant as
 // "never expire"). REQUIRES: d >= 0.
-inline Clock::time_point SaturatingAdd(Clock::time_point t,
-                                       Clock::duration d) {
+inline Clock::time_point SaturatingAdd(Clock::time_point t, Clock::duration d) {
   if (t.time_since_epoch() > Clock::duration::max() - d) {
     return Clock::time_point::max();
   }
@@ -648,7 +647,8 @@ void LoadingCache<K, V, H, E>::Execute(CacheOptions::Task task) {
     options_.executor(std::move(task));
     return;
   }
-  std::call_once(pool_once_, [this] { pool_ = std::make_unique<ThreadPool>(2); });
+  std::call_once(pool_once_,
+                 [this] { pool_ = std::make_unique<ThreadPool>(2); });
   pool_->Schedule(std::move(task));
 }
 
@@ -768,12 +768,12 @@ bool LoadingCache<K, V, H, E>::EarlyRefreshLocked(Shard& shard, const Entry& e,
   const double beta = options_.early_refresh_beta;
   if (beta <= 0.0 || e.load_time.count() <= 0) return false;
   const double u = internal::UniformOpenClosed(shard.rng);
-  const double gap = -static_cast<double>(e.load_time.count()) * beta *
-                     std::log(u);
+  const double gap =
+      -static_cast<double>(e.load_time.count()) * beta * std::log(u);
   return gap >= static_cast<double>((e.expires - now).count());
 }
 
-// --- Order list and writes ----------------------------------------------------
+// --- Order list and writes -----------------------------------------------
 
 template <class K, class V, class H, class E>
 void LoadingCache<K, V, H, E>::LinkTailLocked(Shard& shard, Entry* e) {
@@ -965,9 +965,8 @@ void LoadingCache<K, V, H, E>::ScheduleRefresh(Shard& shard, const K& key,
                 "loader into a background task");
   std::optional<RefreshBody<Stored>> body;
   try {
-    body.emplace(
-        RefreshBody<Stored>{&shard, key, Stored(std::forward<L>(loader)),
-                            token, early});
+    body.emplace(RefreshBody<Stored>{
+        &shard, key, Stored(std::forward<L>(loader)), token, early});
   } catch (...) {
     AbandonRefresh(shard, key, token);
     return;
@@ -977,14 +976,13 @@ void LoadingCache<K, V, H, E>::ScheduleRefresh(Shard& shard, const K& key,
 
 template <class K, class V, class H, class E>
 template <class L>
-void LoadingCache<K, V, H, E>::RunRefresh(Shard& shard, const K& key,
-                                          L& loader, uint64_t token,
-                                          bool early) {
+void LoadingCache<K, V, H, E>::RunRefresh(Shard& shard, const K& key, L& loader,
+                                          uint64_t token, bool early) {
   try {
-    share_.Do(FlightKey{key, token},
-              Wrap(shard, key, loader,
-                   early ? LoadKind::kEarlyRefresh : LoadKind::kRefresh,
-                   token));
+    share_.Do(
+        FlightKey{key, token},
+        Wrap(shard, key, loader,
+             early ? LoadKind::kEarlyRefresh : LoadKind::kRefresh, token));
   } catch (...) {
     // Counted by FinishLoad; readers keep the old value.
   }
@@ -1046,9 +1044,9 @@ void LoadingCache<K, V, H, E>::RunAsyncLoad(
   std::optional<V> value;
   std::exception_ptr error;
   try {
-    value.emplace(share_.Do(FlightKey{key, waiters->ticket},
-                            Wrap(shard, key, loader, LoadKind::kMiss,
-                                 waiters->ticket)));
+    value.emplace(
+        share_.Do(FlightKey{key, waiters->ticket},
+                  Wrap(shard, key, loader, LoadKind::kMiss, waiters->ticket)));
   } catch (...) {
     error = std::current_exception();
   }
