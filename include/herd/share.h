@@ -255,6 +255,33 @@ class ABSL_SCOPED_LOCKABLE ShardLock {
   ShardMutex* const mu_;
 };
 
+// Gives every allocation whole cache lines of its own, so that two shards'
+// small tables (a few dozen bytes each) never share a line that two
+// threads on different shards would then both write.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::size_t kLine = 64;
+
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) noexcept {}
+
+  static std::size_t Bytes(std::size_t n) {
+    return (n * sizeof(T) + kLine - 1) / kLine * kLine;
+  }
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new (Bytes(n), std::align_val_t{kLine}));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    ::operator delete (p, Bytes(n), std::align_val_t{kLine});
+  }
+  template <class U>
+  bool operator==(const CacheLineAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
 // A one-shot event that any number of threads wait for: Set() once, and
 // every Wait() returns. Everything the setter did before Set() is visible to
 // a waiter after Wait() returns true. Waiters spin briefly (a flight of a
@@ -511,8 +538,10 @@ class Share {
 
   struct alignas(64) Shard {
     internal::ShardMutex mu;
-    absl::flat_hash_map<StoredKey, Flight*, MapHash, MapEq> flights
-        ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<
+        StoredKey, Flight*, MapHash, MapEq,
+        internal::CacheLineAllocator<std::pair<const StoredKey, Flight*>>>
+        flights ABSL_GUARDED_BY(mu);
     // Counters below calls/executions are guarded by mu; the two updated
     // after a wait are atomic so that waking waiters take no lock.
     uint64_t calls ABSL_GUARDED_BY(mu) = 0;
