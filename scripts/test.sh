@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# scripts/test.sh: builds herd and runs every test. The README's test command.
+#
+#   scripts/test.sh              bootstrap, then the steps bazel cmake consumer
+#   scripts/test.sh STEP...      bootstrap, then only these steps, in order
+#   scripts/test.sh all          bazel cmake consumer asan tsan (what CI runs)
+#
+# Steps (each logs to build/logs/STEP.log; CMake trees are build/STEP):
+#   bazel     bazel test //...: the primary build (g++), then `bazel shutdown`
+#   cmake     CMake (g++, RelWithDebInfo) + ctest
+#   consumer  cmake --install of build/cmake into build/install, then
+#             tests/cmake_consumer built against it with find_package(herd)
+#   asan      CMake (g++) + ctest under AddressSanitizer, leak checking on
+#   tsan      CMake with clang + ctest under ThreadSanitizer: also the clang
+#             build, -Wthread-safety as errors (all warnings under CI=true)
+#
+# Environment: CI=true turns warnings into errors (Bazel --config=ci, CMake
+# HERD_WERROR). HERD_JOBS sets the parallelism (default: all cores).
+# A failed step does not stop the others (one run shows every failure);
+# HERD_FAIL_FAST=1 stops at the first.
+# HERD_SKIP_BOOTSTRAP=1 skips scripts/bootstrap.sh.
+#
+# Ends with one line, "summary: N passed, M failed", counting the tests that
+# Bazel and ctest report (plus the consumer check); exits 0 iff all passed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+JOBS=${HERD_JOBS:-$(nproc)}
+BUILD=$ROOT/build
+LOGS=$BUILD/logs
+
+is_ci() { [[ "${CI:-}" == true || "${CI:-}" == 1 ]]; }
+on_off() { if "$@"; then echo ON; else echo OFF; fi; }
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+}
+
+# --- Steps. Each runs in a subshell with `set -e`, its output in its log.
+
+step_bazel() {
+  local flags=(--jobs="$JOBS" --keep_going)
+  if is_ci; then flags+=(--config=ci); fi
+  local rc=0
+  bazel test "${flags[@]}" //... || rc=$?
+  bazel shutdown || true
+  return "$rc"
+}
+
+# cmake_build DIR [cmake -D options...]: configure build/DIR and build it.
+cmake_build() {
+  local dir=$BUILD/$1
+  shift
+  local generator=()
+  # Keep an existing tree's generator; else Ninja when there is one.
+  if [[ ! -f "$dir/CMakeCache.txt" ]] && command -v ninja >/dev/null; then
+    generator=(-G Ninja)
+  fi
+  cmake -S "$ROOT" -B "$dir" "${generator[@]}" \
+    -DHERD_WERROR="$(on_off is_ci)" "$@"
+  cmake --build "$dir" --parallel "$JOBS"
+}
+
+ctest_run() {
+  ctest --test-dir "$BUILD/$1" --parallel "$JOBS" --output-on-failure \
+    --no-tests=error
+}
+
+step_cmake() {
+  cmake_build cmake -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DHERD_SANITIZER=
+  ctest_run cmake
+}
+
+step_consumer() {
+  if [[ ! -f "$BUILD/cmake/CMakeCache.txt" ]]; then
+    cmake_build cmake -DCMAKE_CXX_COMPILER=g++ \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERD_SANITIZER=
+  else
+    cmake --build "$BUILD/cmake" --parallel "$JOBS" --target herd
+  fi
+  rm -rf "$BUILD/install" "$BUILD/consumer"
+  cmake --install "$BUILD/cmake" --prefix "$BUILD/install"
+  cmake -S "$ROOT/tests/cmake_consumer" -B "$BUILD/consumer" \
+    -DCMAKE_PREFIX_PATH="$BUILD/install" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build "$BUILD/consumer" --parallel "$JOBS"
+  "$BUILD/consumer/herd_consumer"
+}
+
+step_asan() {
+  # detect_leaks=1 is compiled into the tests (cmake/sanitizer_options.cc.in).
+  cmake_build asan -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug \
+    -DHERD_SANITIZER=address -DHERD_BUILD_BENCHMARKS=OFF \
+    -DHERD_BUILD_EXAMPLES=OFF
+  ctest_run asan
+}
+
+step_tsan() {
+  # clang adds -Wthread-safety -Werror=thread-safety (CMakeLists.txt);
+  # benchmarks and examples are built too, so all code gets the analysis.
+  cmake_build tsan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
+    -DHERD_SANITIZER=thread
+  ctest_run tsan
+}
+
+describe() {
+  case "$1" in
+    bazel) echo "bazel test //... (g++)" ;;
+    cmake) echo "CMake + ctest (g++, RelWithDebInfo)" ;;
+    consumer) echo "cmake --install + find_package(herd) consumer" ;;
+    asan) echo "CMake + ctest, AddressSanitizer + leak checking (g++)" ;;
+    tsan) echo "CMake + ctest, ThreadSanitizer (clang, -Wthread-safety)" ;;
+  esac
+}
+
+# count STEP LOG: prints "passed failed" from the step's runner output.
+count() {
+  local step=$1 log=$2 line
+  case "$step" in
+    bazel)
+      # "Executed 3 out of 12 tests: 11 tests pass and 1 fails locally."
+      line=$(grep -E '^Executed [0-9]+ out of [0-9]+ tests?:' "$log" | tail -n 1 || true)
+      if [[ -n "$line" ]]; then
+        local total pass
+        total=$(sed -E 's/^Executed [0-9]+ out of ([0-9]+) tests?:.*/\1/' <<<"$line")
+        pass=$(grep -oE '[0-9]+ tests? pass' <<<"$line" | grep -oE '^[0-9]+' || echo 0)
+        echo "$pass $((total - pass))"
+        return
+      fi
+      ;;
+    consumer)
+      if grep -q '^herd_consumer: ok$' "$log"; then echo "1 0"; else echo "0 1"; fi
+      return
+      ;;
+    *)
+      # "100% tests passed, 0 tests failed out of 218"
+      line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+      if [[ -n "$line" ]]; then
+        local failed total
+        failed=$(sed -E 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+        total=$(sed -E 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
+        echo "$((total - failed)) $failed"
+        return
+      fi
+      ;;
+  esac
+  echo "0 0"  # the runner never reported (a build failed)
+}
+
+# --- Main.
+
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
+  usage
+  exit 0
+fi
+
+steps=()
+for arg in "${@:-default}"; do
+  case "$arg" in
+    default) steps+=(bazel cmake consumer) ;;
+    all) steps+=(bazel cmake consumer asan tsan) ;;
+    bazel | cmake | consumer | asan | tsan) steps+=("$arg") ;;
+    *)
+      echo "test.sh: unknown step '$arg'" >&2
+      usage >&2
+      exit 2
+      ;;
+  esac
+done
+
+if [[ "${HERD_SKIP_BOOTSTRAP:-}" != 1 ]]; then
+  bash "$ROOT/scripts/bootstrap.sh"
+fi
+
+mkdir -p "$LOGS"
+results=()
+total_passed=0
+total_failed=0
+overall=0
+started=$SECONDS
+
+for step in "${steps[@]}"; do
+  log=$LOGS/$step.log
+  echo
+  echo "==== test.sh: $step: $(describe "$step")"
+  t0=$SECONDS
+  set +e
+  (set -e; "step_$step") 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  elapsed=$((SECONDS - t0))
+  read -r passed failed < <(count "$step" "$log")
+  if ((rc != 0)); then
+    result=FAIL
+    overall=1
+    # A failure the runner did not count (a build error) counts as one.
+    ((failed > 0)) || failed=1
+  else
+    result=PASS
+  fi
+  total_passed=$((total_passed + passed))
+  total_failed=$((total_failed + failed))
+  results+=("$(printf '%-9s %-5s %6d passed %4d failed %4dm%02ds  %s' \
+    "$step" "$result" "$passed" "$failed" $((elapsed / 60)) $((elapsed % 60)) \
+    "${log#"$ROOT"/}")")
+  if ((rc != 0)) && [[ "${HERD_FAIL_FAST:-}" == 1 ]]; then
+    break
+  fi
+done
+
+elapsed=$((SECONDS - started))
+echo
+echo "==== test.sh summary ($((elapsed / 60))m$(printf '%02d' $((elapsed % 60)))s, $JOBS jobs)"
+printf '%s\n' "${results[@]}"
+if ((${#results[@]} < ${#steps[@]})); then
+  echo "not run after the failure: ${steps[*]:${#results[@]}}"
+fi
+echo "summary: $total_passed passed, $total_failed failed"
+exit "$overall"
