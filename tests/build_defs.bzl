@@ -6,7 +6,12 @@ herd_cc_tests: one herd_cc_test per source file.
 load("@rules_cc//cc:defs.bzl", "cc_test")
 
 # What every test links: herd, GoogleTest with Google Mock and its main(),
-# absl::Notification, and the shared helpers in tests/ (//tests:testing).
+# absl/synchronization, and the shared helpers in tests/ (//tests:testing).
+#
+# Under ThreadSanitizer, prefer std::latch or std::promise to
+# absl::Notification and absl::Mutex in tests: Debian's Abseil is prebuilt
+# without -fsanitize=thread, so TSan does not see a Notify() that wakes a
+# blocked WaitForNotification(), and reports the data handed over as a race.
 HERD_TEST_DEPS = [
     "//:herd",
     "//tests:testing",
