@@ -3,7 +3,7 @@
 // benchmarks/callgrind_driver.cc: runs one single-threaded benchmark case a
 // fixed number of times inside herd_callgrind_measured(), so that
 //
-//   valgrind --tool=callgrind --toggle-collect=herd_callgrind_measured \
+//   valgrind --tool=callgrind --toggle-collect=herd_callgrind_measured
 //       callgrind_driver Share_LeaderPath_Int64 100000
 //
 // counts exactly the instructions of those calls (warm-up, key generation

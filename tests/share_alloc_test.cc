@@ -27,11 +27,13 @@
 #include "herd/errors.h"
 #include "herd/share.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HERD_ALLOC_TEST_ASAN 1
+// The sanitizers replace operator new and delete themselves (a second
+// replacement is a duplicate symbol under clang's TSan).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HERD_ALLOC_TEST_SANITIZER 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HERD_ALLOC_TEST_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HERD_ALLOC_TEST_SANITIZER 1
 #endif
 #endif
 
@@ -42,7 +44,7 @@ std::atomic<int64_t> g_deallocations{0};
 
 }  // namespace
 
-#if !defined(HERD_ALLOC_TEST_ASAN)
+#if !defined(HERD_ALLOC_TEST_SANITIZER)
 
 void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
@@ -90,17 +92,17 @@ void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
   operator delete(p);
 }
 
-#endif  // !HERD_ALLOC_TEST_ASAN
+#endif  // !HERD_ALLOC_TEST_SANITIZER
 
 namespace herd {
 namespace {
 
-#if defined(HERD_ALLOC_TEST_ASAN)
-#define SKIP_UNDER_ASAN()                                                   \
-  GTEST_SKIP() << "AddressSanitizer replaces operator new/delete, so this " \
+#if defined(HERD_ALLOC_TEST_SANITIZER)
+#define SKIP_UNDER_SANITIZER()                                         \
+  GTEST_SKIP() << "A sanitizer replaces operator new/delete, so this " \
                   "binary cannot count allocations"
 #else
-#define SKIP_UNDER_ASAN() (void)0
+#define SKIP_UNDER_SANITIZER() (void)0
 #endif
 
 // Allocations and deallocations since construction.
@@ -138,7 +140,7 @@ void AwaitCalls(const S& share, uint64_t n) {
 constexpr int64_t kCalls = 10000;
 
 TEST(ShareAlloc, LeaderPathAllocatesNothing) {
-  SKIP_UNDER_ASAN();
+  SKIP_UNDER_SANITIZER();
   Share<int64_t, int64_t> share;
   for (int64_t k = 0; k < 100; ++k) share.Do(k, [k] { return k; });  // warm
   const AllocationCounter counter;
@@ -152,7 +154,7 @@ TEST(ShareAlloc, LeaderPathAllocatesNothing) {
 }
 
 TEST(ShareAlloc, LeaderPathWithShortStringKeysAllocatesNothing) {
-  SKIP_UNDER_ASAN();
+  SKIP_UNDER_SANITIZER();
   Share<std::string, int64_t> share;
   std::vector<std::string> keys;
   for (int i = 0; i < 1024; ++i) keys.push_back("user:" + std::to_string(i));
@@ -166,7 +168,7 @@ TEST(ShareAlloc, LeaderPathWithShortStringKeysAllocatesNothing) {
 }
 
 TEST(ShareAlloc, LeaderPathWithLongStringKeyAllocatesOnlyTheKeyCopy) {
-  SKIP_UNDER_ASAN();
+  SKIP_UNDER_SANITIZER();
   Share<std::string, int64_t> share;
   const std::string key(64, 'k');  // beyond the small-string buffer
   share.Do(key, [] { return int64_t{1}; });
@@ -177,7 +179,7 @@ TEST(ShareAlloc, LeaderPathWithLongStringKeyAllocatesOnlyTheKeyCopy) {
 }
 
 TEST(ShareAlloc, StopTokenLoaderAllocatesOnlyItsStopState) {
-  SKIP_UNDER_ASAN();
+  SKIP_UNDER_SANITIZER();
   Share<int64_t, int64_t> share;
   for (int64_t k = 0; k < 100; ++k) share.Do(k, [k] { return k; });  // warm
   const AllocationCounter counter;
@@ -189,7 +191,7 @@ TEST(ShareAlloc, StopTokenLoaderAllocatesOnlyItsStopState) {
 }
 
 TEST(ShareAlloc, JoinedFlightAllocatesOneSharedState) {
-  SKIP_UNDER_ASAN();
+  SKIP_UNDER_SANITIZER();
   Share<int, int> share;
   share.Do(1, [] { return 0; });  // gives key 1's shard its map
   constexpr int kFollowers = 4;
@@ -357,7 +359,7 @@ void EveryKindOfFlight(Share<int, std::string>& share) {
 }
 
 TEST(ShareAlloc, NothingIsRetainedAfterFlightsEnd) {
-  SKIP_UNDER_ASAN();
+  SKIP_UNDER_SANITIZER();
   Share<int, std::string> share;
   EveryKindOfFlight(share);  // warm-up
   const AllocationCounter counter;

@@ -273,8 +273,10 @@ struct CacheLineAllocator {
   T* allocate(std::size_t n) {
     return static_cast<T*>(::operator new (Bytes(n), std::align_val_t{kLine}));
   }
-  void deallocate(T* p, std::size_t n) noexcept {
-    ::operator delete (p, Bytes(n), std::align_val_t{kLine});
+  // Unsized: clang 14 declares sized deallocation only under
+  // -fsized-deallocation.
+  void deallocate(T* p, std::size_t) noexcept {
+    ::operator delete (p, std::align_val_t{kLine});
   }
   template <class U>
   bool operator==(const CacheLineAllocator<U>&) const noexcept {
