@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh              bootstrap, then the steps bazel cmake consumer
 #   scripts/test.sh STEP...      bootstrap, then only these steps, in order
-#   scripts/test.sh all          bazel cmake consumer asan tsan (what CI runs)
+#   scripts/test.sh all          bazel cmake consumer asan tsan callgrind
+#                                (what CI runs)
 #
 # Steps (each logs to build/logs/STEP.log; CMake trees are build/STEP):
 #   bazel     bazel test //...: the primary build (g++), then `bazel shutdown`
@@ -13,6 +14,9 @@
 #   asan      CMake (g++) + ctest under AddressSanitizer, leak checking on
 #   tsan      CMake with clang + ctest under ThreadSanitizer: also the clang
 #             build, -Wthread-safety as errors (all warnings under CI=true)
+#   callgrind instruction counts of Share's single-threaded paths against
+#             benchmarks/callgrind_baseline.json: the performance regression
+#             check (exact counts, not times, so it holds on a busy machine)
 #
 # Environment: CI=true turns warnings into errors (Bazel --config=ci, CMake
 # HERD_WERROR). HERD_JOBS sets the parallelism (default: all cores).
@@ -105,8 +109,13 @@ step_tsan() {
   ctest_run tsan
 }
 
+step_callgrind() {
+  python3 "$ROOT/benchmarks/callgrind_check.py"
+}
+
 describe() {
   case "$1" in
+    callgrind) echo "instruction counts vs benchmarks/callgrind_baseline.json" ;;
     bazel) echo "bazel test //... (g++)" ;;
     cmake) echo "CMake + ctest (g++, RelWithDebInfo)" ;;
     consumer) echo "cmake --install + find_package(herd) consumer" ;;
@@ -132,6 +141,10 @@ count() {
       ;;
     consumer)
       if grep -q '^herd_consumer: ok$' "$log"; then echo "1 0"; else echo "0 1"; fi
+      return
+      ;;
+    callgrind)
+      if grep -q '^callgrind check passed$' "$log"; then echo "1 0"; else echo "0 1"; fi
       return
       ;;
     *)
@@ -160,8 +173,8 @@ steps=()
 for arg in "${@:-default}"; do
   case "$arg" in
     default) steps+=(bazel cmake consumer) ;;
-    all) steps+=(bazel cmake consumer asan tsan) ;;
-    bazel | cmake | consumer | asan | tsan) steps+=("$arg") ;;
+    all) steps+=(bazel cmake consumer asan tsan callgrind) ;;
+    bazel | cmake | consumer | asan | tsan | callgrind) steps+=("$arg") ;;
     *)
       echo "test.sh: unknown step '$arg'" >&2
       usage >&2
