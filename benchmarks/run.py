@@ -266,12 +266,12 @@ def summarize(cpp, go, callgrind):
             "no_coalescing": rate(
                 f"BM_NoCoalescing_DistinctKeys/real_time/threads:{t}"),
         }
-    def scaling(impl):
+    def scaling(impl, case="DistinctKeys"):
         """Per-round 2-thread/1-thread ratios: wall clock, and CPU-normalized
         (2 x CPU time per call at 1 thread / at 2 threads), which a busy
         machine taking one of the two CPUs away does not change."""
-        one = f"BM_{impl}_DistinctKeys/real_time/threads:1"
-        two = f"BM_{impl}_DistinctKeys/real_time/threads:2"
+        one = f"BM_{impl}_{case}/real_time/threads:1"
+        two = f"BM_{impl}_{case}/real_time/threads:2"
         wall, cpu, both = [], [], []
         for r in cpp:
             if one in r and two in r:
@@ -289,10 +289,17 @@ def summarize(cpp, go, callgrind):
                 "wall_two_cpu_rounds": med(both),
                 "two_cpu_rounds": len(both),
                 "cpu_normalized": med(cpu), "cpu_normalized_rounds": cpu}
-    f["distinct_keys"]["scaling"] = {
+    f["distinct_keys_scaling"] = {
         impl: scaling(name) for impl, name in (
             ("herd", "Share"), ("textbook", "Textbook"),
             ("no_coalescing", "NoCoalescing"))}
+    # What the machine allows: a lock on one of 16 lines shared by the two
+    # threads (what any shared flight table costs at least), and on lines of
+    # each thread's own.
+    f["distinct_keys_scaling"]["floor_shared_line"] = scaling(
+        "Floor", "SharedLineLock")
+    f["distinct_keys_scaling"]["floor_disjoint_lines"] = scaling(
+        "Floor", "DisjointLineLock")
     for n in (8, 64, 256):
         def wake(name):
             return c(f"{name}/{n}/iterations:60/manual_time", "wake_p50_us")
@@ -352,12 +359,13 @@ def summarize(cpp, go, callgrind):
     target("distinct keys, 2 threads: calls/s vs textbook",
            ratio(f["distinct_keys"][2]["herd"],
                  f["distinct_keys"][2]["textbook"]), 1.0, "higher")
-    sc = f["distinct_keys"]["scaling"]["herd"]
+    sc = f["distinct_keys_scaling"]["herd"]
+    floor = f["distinct_keys_scaling"]["floor_shared_line"]
     target("distinct keys: 2 threads vs 1 thread, in rounds where both "
            "threads had a CPU", sc["wall_two_cpu_rounds"], 1.6, "higher",
-           f"{sc['two_cpu_rounds']} of {len(sc['wall_rounds'])} rounds; "
-           f"over all rounds {fmt(sc['wall'], 2, 'x')}, as other work held "
-           "a CPU in the rest")
+           f"{sc['two_cpu_rounds']} of {len(sc['wall_rounds'])} rounds, "
+           f"{fmt(sc['wall'], 2, 'x')} over all; the floor, one lock on a "
+           f"shared line per call, scaled {fmt(floor['wall'], 2, 'x')}")
     target("distinct keys: 2 threads vs 1 thread, CPU-normalized",
            sc["cpu_normalized"], 1.6, "higher")
     return f, targets
@@ -421,11 +429,25 @@ def table_md(f, targets, machine, alloc_test):
                     f"(M calls/s) | {fmt(h and h / 1e6, 2)} | "
                     f"{fmt(tb and tb / 1e6, 2)} | – | "
                     f"{fmt(h / tb if h and tb else None, 2, 'x')} | – |")
-    sc = f["distinct_keys"]["scaling"]
+    sc = f["distinct_keys_scaling"]
     rows.append(
         "| Distinct keys, 2 threads ÷ 1 thread (wall clock, all rounds) | "
         f"{fmt(sc['herd']['wall'], 2, 'x')} | "
         f"{fmt(sc['textbook']['wall'], 2, 'x')} | – | – | – |")
+
+    scaling_rows = [
+        "| 2 threads ÷ 1 thread, each call… | wall clock | CPU-normalized |",
+        "|---|---:|---:|"]
+    for label, key in (
+            ("herd: distinct keys", "herd"),
+            ("floor: locks one of 16 cache lines shared by both threads",
+             "floor_shared_line"),
+            ("floor: locks one of 16 lines of its own thread",
+             "floor_disjoint_lines"),
+            ("no coalescing: calls the loader", "no_coalescing")):
+        v = sc[key]
+        scaling_rows.append(f"| {label} | {fmt(v['wall'], 2, 'x')} | "
+                            f"{fmt(v['cpu_normalized'], 2, 'x')} |")
 
     floors = ["| Stampede floor: N threads woken by one call | 8 | 64 | 256 |",
               "|---|---:|---:|---:|"]
@@ -470,7 +492,8 @@ def table_md(f, targets, machine, alloc_test):
         f", Linux {m['kernel']}, {m['cxx']} {m['cxxflags']}, {m['go']}; "
         f"load average {m['load_before']} before, {m['load_after']} after. "
         f"Median of {m['rounds']} rounds; instructions from callgrind.",
-        "", *rows, "", *floors, "", *extra, "", *tgt, ""])
+        "", *rows, "", *floors, "", *scaling_rows, "", *extra, "", *tgt,
+        ""])
 
 
 # --- Plot. ------------------------------------------------------------------
@@ -571,6 +594,33 @@ def plot(f, machine, out):
 
 # --- Main. ------------------------------------------------------------------
 
+def write_outputs(measured, args):
+    """Summarizes what was measured into share.json, table.md and the
+    plot."""
+    machine, callgrind = measured["machine"], measured["callgrind"]
+    cpp_runs, go_runs = measured["raw"]["cpp"], measured["raw"]["go"]
+    alloc_ok = measured["alloc_test_passed"]
+    figures, targets = summarize(cpp_runs, go_runs, callgrind)
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "share.json"), "w") as fh:
+        json.dump({"machine": machine, "figures": figures,
+                   "targets": targets, "callgrind": callgrind,
+                   "alloc_test_passed": alloc_ok, "raw": measured["raw"]},
+                  fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    table = table_md(figures, targets, machine, alloc_ok)
+    with open(os.path.join(args.results, "table.md"), "w") as fh:
+        fh.write(table)
+    os.makedirs(os.path.dirname(args.plot), exist_ok=True)
+    plot(figures, machine, args.plot)
+    print(table)
+    log("wrote", os.path.relpath(os.path.join(args.results, "share.json"),
+                                 ROOT), os.path.relpath(
+        os.path.join(args.results, "table.md"), ROOT),
+        os.path.relpath(args.plot, ROOT))
+    return 0 if callgrind["check_passed"] and alloc_ok else 1
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -583,7 +633,14 @@ def main():
                         help="first wait (up to --wait minutes) until the "
                         "1-minute load average is below this")
     parser.add_argument("--wait", type=float, default=30)
+    parser.add_argument("--from-raw", metavar="SHARE_JSON",
+                        help="measure nothing: rewrite the outputs from the "
+                        "raw runs in this share.json (or build/benchmarks/"
+                        "measured.json)")
     args = parser.parse_args()
+    if args.from_raw:
+        with open(args.from_raw) as fh:
+            return write_outputs(json.load(fh), args)
     rounds = 1 if args.quick else args.rounds
 
     bootstrap()
@@ -619,7 +676,6 @@ def main():
 
     log("allocation test")
     alloc = subprocess.run([alloc_bin], capture_output=True, text=True)
-    alloc_ok = alloc.returncode == 0
 
     machine = machine_info()
     machine.update({
@@ -630,26 +686,13 @@ def main():
             "host_name", "num_cpus", "mhz_per_cpu", "library_build_type")},
         "go_gomaxprocs": go_info.get("gomaxprocs"),
     })
-    figures, targets = summarize(cpp_runs, go_runs, callgrind)
-    os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "share.json"), "w") as fh:
-        json.dump({"machine": machine, "figures": figures,
-                   "targets": targets, "callgrind": callgrind,
-                   "alloc_test_passed": alloc_ok,
-                   "raw": {"cpp": cpp_runs, "go": go_runs}},
-                  fh, indent=1, sort_keys=True)
-        fh.write("\n")
-    table = table_md(figures, targets, machine, alloc_ok)
-    with open(os.path.join(args.results, "table.md"), "w") as fh:
-        fh.write(table)
-    os.makedirs(os.path.dirname(args.plot), exist_ok=True)
-    plot(figures, machine, args.plot)
-    print(table)
-    log("wrote", os.path.relpath(os.path.join(args.results, "share.json"),
-                                 ROOT), os.path.relpath(
-        os.path.join(args.results, "table.md"), ROOT),
-        os.path.relpath(args.plot, ROOT))
-    return 0 if callgrind["check_passed"] and alloc_ok else 1
+    measured = {"machine": machine, "callgrind": callgrind,
+                "alloc_test_passed": alloc.returncode == 0,
+                "raw": {"cpp": cpp_runs, "go": go_runs}}
+    # Kept first, so that a failure below loses no measurement.
+    with open(os.path.join(BUILD, "measured.json"), "w") as fh:
+        json.dump(measured, fh)
+    return write_outputs(measured, args)
 
 
 if __name__ == "__main__":

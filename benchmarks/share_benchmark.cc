@@ -256,6 +256,40 @@ void BM_Textbook_DistinctKeys(benchmark::State& s) {
 void BM_NoCoalescing_DistinctKeys(benchmark::State& s) {
   DistinctKeys<NoCoalescing<int64_t>>(s);
 }
+// The floor of distinct-key scaling. Whatever the design, a leader must
+// publish its flight where any thread can find it, so every call writes
+// state shared with the other threads: here, the least of it, a lock on one
+// of 16 cache lines picked at random (as a key's hash picks a shard), taken
+// and released. Two threads then keep taking lines from each other's cache.
+// The Disjoint variant gives each thread its own 16 lines: the scaling the
+// machine offers when nothing is shared.
+struct alignas(64) PaddedWord {
+  std::atomic<uint32_t> word{0};
+};
+
+template <bool kDisjoint>
+void LineLock(benchmark::State& state) {
+  static PaddedWord lines[2][16];
+  PaddedWord* mine = lines[kDisjoint ? state.thread_index() % 2 : 0];
+  uint64_t x = 0x9E3779B97F4A7C15ull * (state.thread_index() + 1);
+  for (auto _ : state) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::atomic<uint32_t>& w = mine[x & 15].word;
+    uint32_t expected = 0;
+    while (!w.compare_exchange_weak(expected, 1, std::memory_order_acquire)) {
+      expected = 0;
+    }
+    w.exchange(0, std::memory_order_release);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_Floor_SharedLineLock(benchmark::State& s) { LineLock<false>(s); }
+void BM_Floor_DisjointLineLock(benchmark::State& s) { LineLock<true>(s); }
+BENCHMARK(BM_Floor_SharedLineLock)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_Floor_DisjointLineLock)->Threads(1)->Threads(2)->UseRealTime();
+
 BENCHMARK(BM_Share_HotKey)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Textbook_HotKey)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_NoCoalescing_HotKey)->Threads(1)->Threads(2)->UseRealTime();
