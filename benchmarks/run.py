@@ -16,6 +16,7 @@ allocations. Each figure is the median over the rounds.
 
 Writes:
   benchmarks/results/share.json   every figure, the targets, the machine
+  benchmarks/results/share_raw.json   each round's raw figures
   benchmarks/results/table.md     the table the README shows
   docs/benchmarks.png             the plot the README shows
 
@@ -594,6 +595,19 @@ def plot(f, machine, out):
 
 # --- Main. ------------------------------------------------------------------
 
+# Fields of Google Benchmark's JSON that say nothing the name does not.
+DROPPED_FIELDS = ("family_index", "per_family_instance_index", "run_name",
+                  "run_type", "repetitions", "repetition_index",
+                  "aggregate_name", "aggregate_unit")
+
+
+def trimmed(raw):
+    return {"cpp": [{name: {k: v for k, v in b.items()
+                            if k not in DROPPED_FIELDS}
+                     for name, b in run.items()} for run in raw["cpp"]],
+            "go": raw["go"]}
+
+
 def write_outputs(measured, args):
     """Summarizes what was measured into share.json, table.md and the
     plot."""
@@ -605,8 +619,13 @@ def write_outputs(measured, args):
     with open(os.path.join(args.results, "share.json"), "w") as fh:
         json.dump({"machine": machine, "figures": figures,
                    "targets": targets, "callgrind": callgrind,
-                   "alloc_test_passed": alloc_ok, "raw": measured["raw"]},
+                   "alloc_test_passed": alloc_ok},
                   fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    # Every run's figures, compact: what --from-raw reads.
+    with open(os.path.join(args.results, "share_raw.json"), "w") as fh:
+        json.dump(dict(measured, raw=trimmed(measured["raw"])), fh,
+                  sort_keys=True, separators=(",", ":"))
         fh.write("\n")
     table = table_md(figures, targets, machine, alloc_ok)
     with open(os.path.join(args.results, "table.md"), "w") as fh:
@@ -633,10 +652,10 @@ def main():
                         help="first wait (up to --wait minutes) until the "
                         "1-minute load average is below this")
     parser.add_argument("--wait", type=float, default=30)
-    parser.add_argument("--from-raw", metavar="SHARE_JSON",
-                        help="measure nothing: rewrite the outputs from the "
-                        "raw runs in this share.json (or build/benchmarks/"
-                        "measured.json)")
+    parser.add_argument("--from-raw", metavar="RAW_JSON",
+                        help="measure nothing: rewrite the outputs from "
+                        "benchmarks/results/share_raw.json (or "
+                        "build/benchmarks/measured.json)")
     args = parser.parse_args()
     if args.from_raw:
         with open(args.from_raw) as fh:
