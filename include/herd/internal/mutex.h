@@ -3,11 +3,12 @@
 // herd/internal/mutex.h: a std::mutex that clang's -Wthread-safety analysis
 // understands.
 //
-// herd locks with std::mutex rather than absl::Mutex: the standard mutex is
-// a plain futex with no deadlock detector on the hot path, and
-// ThreadSanitizer sees it even when Abseil was built without
+// herd's components lock with std::mutex rather than absl::Mutex: the
+// standard mutex is a plain futex with no deadlock detector on the hot path,
+// and ThreadSanitizer sees it even when Abseil was built without
 // -fsanitize=thread (as Debian's is). The wrapper only adds the capability
-// annotations.
+// annotations. (Share's shards, whose critical sections are a few dozen
+// nanoseconds taken twice per call, use their own lock: see share.h.)
 
 #ifndef HERD_INTERNAL_MUTEX_H_
 #define HERD_INTERNAL_MUTEX_H_
