@@ -72,10 +72,12 @@ TEST(Share, SingleCallRunsLoaderOnCallerThread) {
 
 TEST(Share, LoaderMayTakeStopToken) {
   Share<int, int> share;
-  EXPECT_EQ(share.Do(1, [](std::stop_token stop) {
-    return stop.stop_possible() && !stop.stop_requested() ? 7 : -1;
-  }),
-            7);
+  EXPECT_EQ(
+      share.Do(1,
+               [](std::stop_token stop) {
+                 return stop.stop_possible() && !stop.stop_requested() ? 7 : -1;
+               }),
+      7);
 }
 
 TEST(Share, ConcurrentCallersShareOneExecution) {
@@ -210,21 +212,23 @@ TEST(Share, LateFlightNeverDisturbsNewerFlight) {
   Gate old_gate, new_gate;
   std::latch old_started(1), new_started(1);
   std::thread old_caller([&] {
-    EXPECT_EQ(share.Do(1, [&] {
-      old_started.count_down();
-      old_gate.Wait();
-      return 1;
-    }),
+    EXPECT_EQ(share.Do(1,
+                       [&] {
+                         old_started.count_down();
+                         old_gate.Wait();
+                         return 1;
+                       }),
               1);
   });
   old_started.wait();
   ASSERT_TRUE(share.Forget(1));
   std::thread new_caller([&] {
-    EXPECT_EQ(share.Do(1, [&] {
-      new_started.count_down();
-      new_gate.Wait();
-      return 2;
-    }),
+    EXPECT_EQ(share.Do(1,
+                       [&] {
+                         new_started.count_down();
+                         new_gate.Wait();
+                         return 2;
+                       }),
               2);
   });
   new_started.wait();
@@ -255,7 +259,9 @@ TEST(Share, ExtraExecutionFirstSuccessWinsForEveryone) {
   });
   slow_started.wait();
   CallInfo info;
-  EXPECT_EQ(share.Do(1, [] { return std::string("fast"); }, &info), "fast");
+  EXPECT_EQ(share.Do(
+                1, [] { return std::string("fast"); }, &info),
+            "fast");
   EXPECT_TRUE(info.executed);
   EXPECT_FALSE(info.shared);
   EXPECT_EQ(share.InFlight(), 0u);  // the flight completed with "fast"
@@ -334,11 +340,12 @@ TEST(Share, ReleaseLetsNextCallerRunAnExtraExecution) {
   Gate gate;
   std::latch started(1);
   std::thread leader([&] {
-    EXPECT_EQ(share.Do(1, [&] {
-      started.count_down();
-      gate.Wait();
-      return 1;
-    }),
+    EXPECT_EQ(share.Do(1,
+                       [&] {
+                         started.count_down();
+                         gate.Wait();
+                         return 1;
+                       }),
               2);
   });
   started.wait();
@@ -469,9 +476,10 @@ TEST(Share, CancelAllCancelsEveryFlight) {
   std::vector<std::thread> threads;
   for (int k = 0; k < kKeys; ++k) {
     threads.emplace_back([&, k] {
-      EXPECT_THROW(share.Do(k, [&](std::stop_token stop) {
-        return WaitForStop(stop, &started);
-      }),
+      EXPECT_THROW(share.Do(k,
+                            [&](std::stop_token stop) {
+                              return WaitForStop(stop, &started);
+                            }),
                    Cancelled);
     });
   }
@@ -489,17 +497,17 @@ TEST(Share, DoForWaiterTimesOutAndFlightGoesOn) {
   std::latch started(1);
   std::thread leader([&] {
     // The leader's own timeout does not bound its own loader.
-    EXPECT_EQ(share.DoFor(1, std::chrono::milliseconds(0), [&] {
-      started.count_down();
-      gate.Wait();
-      return 4;
-    }),
+    EXPECT_EQ(share.DoFor(1, std::chrono::milliseconds(0),
+                          [&] {
+                            started.count_down();
+                            gate.Wait();
+                            return 4;
+                          }),
               4);
   });
   started.wait();
-  EXPECT_THROW(
-      share.DoFor(1, std::chrono::milliseconds(1), [] { return 0; }),
-      WaitTimeout);
+  EXPECT_THROW(share.DoFor(1, std::chrono::milliseconds(1), [] { return 0; }),
+               WaitTimeout);
   EXPECT_EQ(share.InFlight(), 1u);
   std::thread patient([&] {
     EXPECT_EQ(share.DoFor(1, std::chrono::hours(1), [] { return 0; }), 4);
@@ -524,12 +532,13 @@ TEST(Share, DoAsyncReturnsFutureWithoutBlocking) {
   Share<int, int> share;
   Gate gate;
   ThreadPool pool(1);
-  std::shared_future<int> f = share.DoAsync(1,
-                                            [&] {
-                                              gate.Wait();
-                                              return 6;
-                                            },
-                                            pool);
+  std::shared_future<int> f = share.DoAsync(
+      1,
+      [&] {
+        gate.Wait();
+        return 6;
+      },
+      pool);
   EXPECT_EQ(share.InFlight(), 1u);  // registered before returning
   EXPECT_EQ(f.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
   // A blocking caller joins the same flight.
@@ -554,8 +563,8 @@ TEST(Share, DoAsyncJoinsFlightInProgress) {
   });
   started.wait();
   ThreadPool pool(1);
-  std::shared_future<int> f =
-      share.DoAsync(1, [] { return -1; }, pool);
+  std::shared_future<int> f = share.DoAsync(
+      1, [] { return -1; }, pool);
   gate.Open();
   EXPECT_EQ(f.get(), 3);
   leader.join();
@@ -572,7 +581,9 @@ struct RefusingExecutor {
 TEST(Share, DoAsyncExecutorRefusalLeavesNothingBehind) {
   Share<int, int> share;
   RefusingExecutor executor;
-  EXPECT_THROW(share.DoAsync(1, [] { return 1; }, executor), Closed);
+  EXPECT_THROW(share.DoAsync(
+                   1, [] { return 1; }, executor),
+               Closed);
   EXPECT_EQ(share.InFlight(), 0u);
   EXPECT_EQ(share.Do(1, [] { return 2; }), 2);
 }
@@ -587,9 +598,18 @@ struct InlineExecutor {
 TEST(Share, DoAsyncWorksWithAnyExecutorType) {
   Share<int, int> share;
   InlineExecutor executor;
-  EXPECT_EQ(share.DoAsync(1, [] { return 5; }, executor).get(), 5);
-  EXPECT_THROW(share.DoAsync(2, []() -> int { throw Payload{1, "x"}; },
-                             executor)
+  EXPECT_EQ(share
+                .DoAsync(
+                    1, [] { return 5; }, executor)
+                .get(),
+            5);
+  EXPECT_THROW(share
+                   .DoAsync(
+                       2,
+                       []() -> int {
+                         throw Payload{1, "x"};
+                       },
+                       executor)
                    .get(),
                Payload);
   EXPECT_EQ(share.InFlight(), 0u);
@@ -615,10 +635,43 @@ TEST(Share, RecursiveCallForOwnKeyIsRefused) {
   EXPECT_EQ(share.InFlight(), 0u);
 }
 
+// A waiter joining moves the leader's flight off the leader's stack; the
+// re-entrancy check must still recognise the flight the loader runs for.
+TEST(Share, RecursiveCallIsRefusedAfterAWaiterJoined) {
+  Share<int, int> share;
+  std::latch started(1);
+  Gate waiter_joined;
+  std::atomic<bool> refused{false};
+  std::thread leader([&] {
+    EXPECT_EQ(share.Do(1,
+                       [&] {
+                         started.count_down();
+                         waiter_joined.Wait();
+                         try {
+                           share.Do(1, [] { return 0; });
+                         } catch (const RecursiveCall&) {
+                           refused = true;
+                         }
+                         return 5;
+                       }),
+              5);
+  });
+  started.wait();
+  std::thread waiter([&] { EXPECT_EQ(share.Do(1, [] { return -1; }), 5); });
+  AwaitCalls(share, 2);
+  waiter_joined.Open();
+  leader.join();
+  waiter.join();
+  EXPECT_TRUE(refused);
+  EXPECT_EQ(share.Stats().executions, 1u);
+  EXPECT_EQ(share.Stats().shared, 1u);
+  EXPECT_EQ(share.InFlight(), 0u);
+}
+
 TEST(Share, MaxFlightAgeDetachesOldFlight) {
   FakeClock clock;
-  Share<int, int> share(ShareOptions{
-      .max_flight_age = std::chrono::seconds(10), .clock = &clock});
+  Share<int, int> share(ShareOptions{.max_flight_age = std::chrono::seconds(10),
+                                     .clock = &clock});
   Gate gate;
   std::latch started(1);
   int old_result = 0;
@@ -631,7 +684,8 @@ TEST(Share, MaxFlightAgeDetachesOldFlight) {
   });
   started.wait();
   clock.Advance(std::chrono::seconds(9));
-  std::thread young_joiner([&] { EXPECT_EQ(share.Do(1, [] { return 0; }), 1); });
+  std::thread young_joiner(
+      [&] { EXPECT_EQ(share.Do(1, [] { return 0; }), 1); });
   AwaitCalls(share, 2);
   clock.Advance(std::chrono::seconds(1));
   EXPECT_EQ(share.Do(1, [] { return 2; }), 2);  // too old: a new flight
@@ -659,8 +713,10 @@ TEST(Share, CallInfoTellsWhetherResultWasShared) {
         &leader_info);
   });
   started.wait();
-  std::thread follower(
-      [&] { share.Do(1, [] { return 0; }, &follower_info); });
+  std::thread follower([&] {
+    share.Do(
+        1, [] { return 0; }, &follower_info);
+  });
   AwaitCalls(share, 2);
   gate.Open();
   leader.join();

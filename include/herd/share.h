@@ -22,12 +22,15 @@
 // its key is removed: Share caches nothing (see herd/loading_cache.h for a
 // cache built on it).
 //
+// Waiting: every caller that joins a flight blocks on the flight's
+// std::shared_future (each on its own copy), which the flight's end makes
+// ready for all of them at once. The same future is what DoAsync() returns.
+//
 // Cost: a flight nobody joins lives on its leader's stack and allocates
 // nothing (its map entry aside: a Key that allocates when copied, such as a
-// long std::string, allocates once). The shared state that callers wait on
-// is allocated when a second party first joins the flight. A joining caller
-// spins for about a microsecond, then sleeps on a futex (Linux) that the
-// flight's end wakes all at once.
+// long std::string, allocates once). The flight's std::promise and
+// std::shared_future are made when a second party (a waiter, an extra
+// execution, an async caller) first joins it.
 //
 // A loader is invocable as `Value()` or as `Value(std::stop_token)`. The token
 // reports stop_requested() once the flight is cancelled (Cancel, CancelAll),
@@ -57,8 +60,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <climits>
-#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -75,30 +76,14 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
 #include "herd/internal/invoke.h"
-
-// Waiters sleep on a futex where there is one; elsewhere on a condition
-// variable. Defining HERD_INTERNAL_FUTEX=0 forces the portable path.
-#if !defined(HERD_INTERNAL_FUTEX)
-#if defined(__linux__)
-#define HERD_INTERNAL_FUTEX 1
-#else
-#define HERD_INTERNAL_FUTEX 0
-#endif
-#endif
-#if HERD_INTERNAL_FUTEX
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <ctime>
-#endif
+#include "herd/internal/mutex.h"
 
 namespace herd {
 
@@ -154,107 +139,6 @@ struct CallInfo {
 
 namespace internal {
 
-inline void CpuRelax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
-#if HERD_INTERNAL_FUTEX
-// Sleeps while *word == expected, until woken, or until `abs_deadline`
-// (CLOCK_MONOTONIC, the clock of std::chrono::steady_clock) when not null.
-// Returns false iff the deadline passed. May return spuriously.
-inline bool FutexWait(std::atomic<uint32_t>* word, uint32_t expected,
-                      const timespec* abs_deadline) noexcept {
-  const long rc = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word),
-                          FUTEX_WAIT_BITSET_PRIVATE, expected, abs_deadline,
-                          nullptr, FUTEX_BITSET_MATCH_ANY);
-  return rc == 0 || errno != ETIMEDOUT;
-}
-
-inline void FutexWake(std::atomic<uint32_t>* word, int n) noexcept {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, n,
-          nullptr, nullptr, 0);
-}
-#endif
-
-// The lock of a Share shard. Its critical sections are a few dozen
-// nanoseconds of map work, taken twice by every call, so it is built for
-// that: one compare-and-swap to take it, one exchange to release it (glibc's
-// pthread_mutex pays about 110 instructions for the two), a short spin when
-// it is taken, then a futex sleep, so a thread preempted while holding it
-// costs the others no CPU. Not recursive, no deadlock detection; elsewhere
-// than Linux it is a std::mutex.
-class ABSL_LOCKABLE ShardMutex {
- public:
-  ShardMutex() = default;
-  ShardMutex(const ShardMutex&) = delete;
-  ShardMutex& operator=(const ShardMutex&) = delete;
-
-#if HERD_INTERNAL_FUTEX
-  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
-    uint32_t expected = kFree;
-    if (!word_.compare_exchange_strong(expected, kLocked,
-                                       std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
-      LockSlow();
-    }
-  }
-  void Unlock() ABSL_UNLOCK_FUNCTION() {
-    if (word_.exchange(kFree, std::memory_order_release) == kSleepers) {
-      FutexWake(&word_, 1);
-    }
-  }
-
- private:
-  static constexpr uint32_t kFree = 0;
-  static constexpr uint32_t kLocked = 1;
-  static constexpr uint32_t kSleepers = 2;  // locked, and a thread may sleep
-  static constexpr int kSpins = 40;
-
-  void LockSlow() {
-    for (int i = 0; i < kSpins; ++i) {
-      CpuRelax();
-      uint32_t w = word_.load(std::memory_order_relaxed);
-      if (w == kFree &&
-          word_.compare_exchange_weak(w, kLocked, std::memory_order_acquire,
-                                      std::memory_order_relaxed)) {
-        return;
-      }
-    }
-    // Whoever takes the lock from here on marks it kSleepers, so that its
-    // Unlock wakes the next sleeper.
-    while (word_.exchange(kSleepers, std::memory_order_acquire) != kFree) {
-      FutexWait(&word_, kSleepers, nullptr);
-    }
-  }
-
-  std::atomic<uint32_t> word_{kFree};
-#else
-  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
-  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
-
- private:
-  std::mutex mu_;
-#endif
-};
-
-class ABSL_SCOPED_LOCKABLE ShardLock {
- public:
-  explicit ShardLock(ShardMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu)
-      : mu_(mu) {
-    mu_->Lock();
-  }
-  ShardLock(const ShardLock&) = delete;
-  ShardLock& operator=(const ShardLock&) = delete;
-  ~ShardLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
-
- private:
-  ShardMutex* const mu_;
-};
-
 // Gives every allocation whole cache lines of its own, so that two shards'
 // small tables (a few dozen bytes each) never share a line that two
 // threads on different shards would then both write.
@@ -282,97 +166,6 @@ struct CacheLineAllocator {
   bool operator==(const CacheLineAllocator<U>&) const noexcept {
     return true;
   }
-};
-
-// A one-shot event that any number of threads wait for: Set() once, and
-// every Wait() returns. Everything the setter did before Set() is visible to
-// a waiter after Wait() returns true. Waiters spin briefly (a flight of a
-// fast loader often ends within a microsecond), then sleep in the kernel
-// (a futex on Linux), and Set() wakes them all with one system call, and
-// only when one is asleep.
-class OnceEvent {
- public:
-  OnceEvent() = default;
-  OnceEvent(const OnceEvent&) = delete;
-  OnceEvent& operator=(const OnceEvent&) = delete;
-
-  bool IsSet() const noexcept {
-    return word_.load(std::memory_order_acquire) == kSet;
-  }
-
-  // REQUIRES: called at most once.
-  void Set() noexcept {
-#if HERD_INTERNAL_FUTEX
-    if (word_.exchange(kSet, std::memory_order_release) == kSleepers) {
-      FutexWake(&word_, INT_MAX);
-    }
-#else
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      word_.store(kSet, std::memory_order_release);
-    }
-    cv_.notify_all();
-#endif
-  }
-
-  void Wait() noexcept { WaitUntil(nullptr); }
-
-  // Returns true iff the event was set before `deadline` (steady clock).
-  bool WaitUntil(std::chrono::steady_clock::time_point deadline) noexcept {
-    return WaitUntil(&deadline);
-  }
-
- private:
-  static constexpr uint32_t kUnset = 0;
-  static constexpr uint32_t kSleepers = 1;  // unset, and a waiter may sleep
-  static constexpr uint32_t kSet = 2;
-  // A microsecond or two on current x86.
-  static constexpr int kSpins = 64;
-
-  bool WaitUntil(
-      const std::chrono::steady_clock::time_point* deadline) noexcept {
-    for (int i = 0; i < kSpins; ++i) {
-      if (IsSet()) return true;
-      CpuRelax();
-    }
-#if HERD_INTERNAL_FUTEX
-    timespec abs{};
-    if (deadline != nullptr) {
-      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          deadline->time_since_epoch())
-                          .count();
-      if (ns <= 0) return IsSet();
-      abs.tv_sec = static_cast<time_t>(ns / 1000000000);
-      abs.tv_nsec = static_cast<long>(ns % 1000000000);
-    }
-    uint32_t w = word_.load(std::memory_order_acquire);
-    while (w != kSet) {
-      if (w == kUnset && !word_.compare_exchange_weak(
-                             w, kSleepers, std::memory_order_acquire)) {
-        continue;  // w reloaded
-      }
-      if (!FutexWait(&word_, kSleepers, deadline != nullptr ? &abs : nullptr)) {
-        return IsSet();
-      }
-      w = word_.load(std::memory_order_acquire);
-    }
-    return true;
-#else
-    std::unique_lock<std::mutex> lock(mu_);
-    const auto set = [&] { return IsSet(); };
-    if (deadline == nullptr) {
-      cv_.wait(lock, set);
-      return true;
-    }
-    return cv_.wait_until(lock, *deadline, set);
-#endif
-  }
-
-  std::atomic<uint32_t> word_{kUnset};
-#if !HERD_INTERNAL_FUTEX
-  std::mutex mu_;
-  std::condition_variable cv_;
-#endif
 };
 
 }  // namespace internal
@@ -470,37 +263,58 @@ class Share {
     const Key* key;
     size_t hash;
   };
-  // The map's key: a Key, constructible from a Probe so that try_emplace
-  // copies the key only when it inserts.
-  struct StoredKey {
-    explicit StoredKey(const Probe& p) : key(*p.key) {}
+  struct Flight;
+  struct HeapFlight;
+
+  // An entry of a shard's table: a key and its current flight. The table is
+  // a set of these so that a flight can find its own entry by hash and
+  // pointer (FlightProbe), without comparing keys again.
+  struct Entry {
+    // Made by the table, only when it inserts: the key is copied then.
+    struct New {
+      Probe probe;
+      Flight* flight;
+    };
+    explicit Entry(const New& n) : key(*n.probe.key), flight(n.flight) {}
     Key key;
+    // Changed in place when another flight takes the key over; the hash and
+    // equality that place the entry depend only on `key`.
+    mutable Flight* flight;
   };
-  struct MapHash {
+  struct FlightProbe {
+    size_t hash;
+    const Flight* flight;
+  };
+  struct TableHash {
     using is_transparent = void;
-    size_t operator()(const StoredKey& k) const { return Hash{}(k.key); }
+    size_t operator()(const Entry& e) const { return Hash{}(e.key); }
     size_t operator()(const Probe& p) const { return p.hash; }
+    size_t operator()(const typename Entry::New& n) const {
+      return n.probe.hash;
+    }
+    size_t operator()(const FlightProbe& p) const { return p.hash; }
   };
-  struct MapEq {
+  struct TableEq {
     using is_transparent = void;
-    bool operator()(const StoredKey& a, const StoredKey& b) const {
+    bool operator()(const Entry& a, const Entry& b) const {
       return Eq{}(a.key, b.key);
     }
-    bool operator()(const StoredKey& a, const Probe& b) const {
+    bool operator()(const Entry& a, const Probe& b) const {
       return Eq{}(a.key, *b.key);
     }
-    bool operator()(const Probe& a, const StoredKey& b) const {
-      return Eq{}(*a.key, b.key);
+    bool operator()(const Entry& a, const typename Entry::New& b) const {
+      return Eq{}(a.key, *b.probe.key);
+    }
+    bool operator()(const Entry& a, const FlightProbe& b) const {
+      return a.flight == b.flight;
     }
   };
-
-  struct HeapFlight;
 
   // One flight. A blocking leader's flight lives in its Run() frame and
   // costs no allocation; the first second party (a waiter, an extra
-  // execution, an async caller) moves it to a HeapFlight, which is also the
-  // shared state that waiters block on. Flights made by DoAsync start on
-  // the heap.
+  // execution, an async caller) moves it to a HeapFlight, which holds the
+  // std::promise whose std::shared_future waiters block on. Flights made by
+  // DoAsync start on the heap.
   struct Flight {
     explicit Flight(bool heap) : on_heap(heap) {}
 
@@ -524,25 +338,25 @@ class Share {
 
     // Guarded by the shard's mu, as Flight's state.
     std::exception_ptr first_error;
-    std::optional<std::promise<Value>> promise;  // once DoAsync wants one
-    std::shared_future<Value> future;
+
+    // The outcome. Whoever decides it (the execution that completes the
+    // flight, or Cancel; `done` is set under the lock, so there is one)
+    // sets the promise, outside the lock. Callers copy the future under the
+    // lock and wait on their copy.
+    std::promise<Value> promise;
+    const std::shared_future<Value> future{promise.get_future().share()};
 
     // Parties that may still touch the flight outside the lock: running
-    // executions, waiters, a cancel being finished. The last one to drop
-    // its reference deletes the flight.
+    // executions and a cancel being finished (waiters hold a copy of the
+    // future instead). The last one to drop its reference deletes the
+    // flight.
     std::atomic<int> refs{0};
-    // The outcome: written once, by whoever decided it (the execution that
-    // completed the flight, or Cancel), before `ready` is set.
-    std::optional<Value> value;
-    std::exception_ptr error;
-    internal::OnceEvent ready;
   };
 
   struct alignas(64) Shard {
-    internal::ShardMutex mu;
-    absl::flat_hash_map<
-        StoredKey, Flight*, MapHash, MapEq,
-        internal::CacheLineAllocator<std::pair<const StoredKey, Flight*>>>
+    internal::Mutex mu;
+    absl::flat_hash_set<Entry, TableHash, TableEq,
+                        internal::CacheLineAllocator<Entry>>
         flights ABSL_GUARDED_BY(mu);
     // Counters below calls/executions are guarded by mu; the two updated
     // after a wait are atomic so that waking waiters take no lock.
@@ -601,9 +415,19 @@ class Share {
   // `error`), completes the flight when that decides it, and says what the
   // execution's caller gets. Drops the execution's reference unless the
   // caller must wait.
-  Settlement Settle(Shard& shard, const Probe& probe, Flight* flight,
-                    std::optional<Value>* value, std::exception_ptr error)
+  ABSL_ATTRIBUTE_ALWAYS_INLINE inline Settlement Settle(
+      Shard& shard, const Probe& probe, Flight* flight,
+      std::optional<Value>* value, std::exception_ptr& error)
       ABSL_LOCKS_EXCLUDED(shard.mu);
+  // Settle() for a heap flight: the part under the lock (returns whether
+  // this execution decided the outcome), then the part after it.
+  ABSL_ATTRIBUTE_NOINLINE static bool SettleHeapLocked(
+      Shard& shard, const Probe& probe, HeapFlight* heap,
+      const std::exception_ptr& error, Settlement* result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
+  ABSL_ATTRIBUTE_NOINLINE static void FinishHeapSettle(
+      HeapFlight* heap, bool decided, const std::optional<Value>& value,
+      Settlement* result);
 
   // Makes `flight` (new, not yet in the map) the key's flight with one
   // execution running.
@@ -620,11 +444,10 @@ class Share {
   template <class Loader>
   static std::stop_token TokenForLocked(Flight* flight);
 
-  static void EnsureFutureLocked(HeapFlight* flight);
-
   // Removes `flight` from the map if it is still `key`'s current flight. A
   // flight that was detached never touches its successor (Go issue 31420).
-  static void UnmapLocked(Shard& shard, const Probe& probe, Flight* flight)
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static inline void UnmapLocked(
+      Shard& shard, const Probe& probe, Flight* flight)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   bool TooOldLocked(const Flight* flight) const;
@@ -637,16 +460,15 @@ class Share {
     }
   }
 
-  // Waits for heap flight `flight`'s outcome, consuming the caller's
-  // reference.
-  static Value Await(Shard& shard, HeapFlight* flight, Deadline deadline,
-                     CallInfo* info);
+  // Waits on a flight's future and returns a copy of its value, or rethrows
+  // its exception.
+  static Value Await(Shard& shard, const std::shared_future<Value>& future,
+                     Deadline deadline, CallInfo* info);
 
   // Detaches `flight` from the map and marks it cancelled. Returns what must
   // be signalled outside the lock.
   struct CancelWork {
     std::stop_source stop{std::nostopstate};
-    std::optional<std::promise<Value>> promise;
     HeapFlight* flight = nullptr;  // with a reference
   };
   static CancelWork CancelLocked(Shard& shard, Flight* flight)
@@ -749,7 +571,7 @@ template <class K, class V, class H, class E>
 auto Share<K, V, H, E>::ShareLocked(Shard& shard, typename Map::iterator it)
     -> HeapFlight* {
   (void)shard;  // for the lock annotation
-  Flight* flight = it->second;
+  Flight* flight = it->flight;
   if (flight->on_heap) return static_cast<HeapFlight*>(flight);
   // `flight` is in the map, so it is neither done nor cancelled, and its
   // leader is its only execution.
@@ -758,9 +580,9 @@ auto Share<K, V, H, E>::ShareLocked(Shard& shard, typename Map::iterator it)
   heap->running = flight->running;
   heap->extra_credits = flight->extra_credits;
   heap->stop = flight->stop;  // shares the stop state the leader's token uses
-  heap->refs.store(flight->running, std::memory_order_relaxed);
+  heap->refs.store(flight->running, std::memory_order_relaxed);  // leader's
   flight->moved_to.store(heap.get(), std::memory_order_relaxed);
-  it->second = heap.get();
+  it->flight = heap.get();
   return heap.release();
 }
 
@@ -778,22 +600,13 @@ std::stop_token Share<K, V, H, E>::TokenForLocked(Flight* flight) {
 }
 
 template <class K, class V, class H, class E>
-void Share<K, V, H, E>::EnsureFutureLocked(HeapFlight* flight) {
-  if (!flight->promise.has_value()) {
-    flight->promise.emplace();
-    flight->future = flight->promise->get_future().share();
-  }
-}
-
-template <class K, class V, class H, class E>
 void Share<K, V, H, E>::UnmapLocked(Shard& shard, const Probe& probe,
                                     Flight* flight) {
   if (!flight->in_map) return;
   flight->in_map = false;
-  auto it = shard.flights.find(probe);
-  if (it != shard.flights.end() && it->second == flight) {
-    shard.flights.erase(it);
-  }
+  // Found by its own pointer: a flight that was detached is no longer in
+  // the table and never touches its successor (Go issue 31420).
+  shard.flights.erase(FlightProbe{probe.hash, flight});
 }
 
 template <class K, class V, class H, class E>
@@ -805,14 +618,15 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
   Shard& shard = ShardFor(probe);
   Flight local(/*heap=*/false);   // the flight, if this call starts one
   Flight* flight = nullptr;       // the flight this call executes
-  HeapFlight* wait_on = nullptr;  // or the one it waits on, with a reference
+  std::shared_future<V> wait_on;  // or the future of the one it waits on
   std::stop_token stop;
   {
-    internal::ShardLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     ++shard.calls;
-    auto [it, inserted] = shard.flights.try_emplace(probe, &local);
+    auto [it, inserted] =
+        shard.flights.emplace(typename Entry::New{probe, &local});
     if (!inserted) {
-      const Flight* current = it->second;
+      const Flight* current = it->flight;
       for (const Frame* f = frames_; f != nullptr; f = f->prev) {
         if (f->flight == current ||
             f->flight->moved_to.load(std::memory_order_relaxed) == current) {
@@ -820,7 +634,7 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         }
       }
     }
-    if (inserted || TooOldLocked(it->second)) {
+    if (inserted || TooOldLocked(it->flight)) {
       try {
         stop = TokenForLocked<Loader>(&local);  // may allocate a stop state
       } catch (...) {
@@ -828,8 +642,8 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         throw;
       }
       if (!inserted) {
-        it->second->in_map = false;  // its executions still complete it
-        it->second = &local;
+        it->flight->in_map = false;  // its executions still complete it
+        it->flight = &local;
       }
       StartLocked(shard, &local);
       flight = &local;
@@ -843,10 +657,10 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         ++flight->running;
         ++shard.executions;
         ++shard.extra_executions;
+        current->refs.fetch_add(1, std::memory_order_relaxed);
       } else {
-        wait_on = current;
+        wait_on = current->future;
       }
-      current->refs.fetch_add(1, std::memory_order_relaxed);
     }
   }
   if (flight != nullptr) {
@@ -865,7 +679,7 @@ V Share<K, V, H, E>::Execute(Shard& shard, const Probe& probe, Flight* flight,
   std::optional<V> value;
   std::exception_ptr error;
   Invoke(flight, loader, std::move(stop), &value, &error);
-  Settlement s = Settle(shard, probe, flight, &value, std::move(error));
+  Settlement s = Settle(shard, probe, flight, &value, error);
   switch (s.kind) {
     case Settlement::kReturnOwn:
       return std::move(*value);
@@ -876,7 +690,10 @@ V Share<K, V, H, E>::Execute(Shard& shard, const Probe& probe, Flight* flight,
     case Settlement::kWait:
       break;
   }
-  return Await(shard, s.wait_on, deadline, info);
+  // `future` is const from construction on: no lock needed to copy it.
+  const std::shared_future<V> future = s.wait_on->future;
+  Unref(s.wait_on);
+  return Await(shard, future, deadline, info);
 }
 
 template <class K, class V, class H, class E>
@@ -897,93 +714,94 @@ void Share<K, V, H, E>::Invoke(const Flight* flight, Loader& loader,
 template <class K, class V, class H, class E>
 auto Share<K, V, H, E>::Settle(Shard& shard, const Probe& probe, Flight* flight,
                                std::optional<V>* value,
-                               std::exception_ptr error) -> Settlement {
-  Settlement result{Settlement::kReturnOwn, nullptr, {}};
-  std::optional<std::promise<V>> promise;
+                               std::exception_ptr& error) -> Settlement {
   HeapFlight* heap;
-  bool decided = false;  // this execution decided the flight's outcome
+  Settlement result{Settlement::kReturnOwn, nullptr, {}};
+  bool decided;
   {
-    internal::ShardLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     if (error) ++shard.failures;
-    if (flight->on_heap) {
-      heap = static_cast<HeapFlight*>(flight);
-    } else if ((heap = flight->moved_to.load(std::memory_order_relaxed)) ==
-               nullptr) {
-      // A stack flight nobody joined: it ends with its only execution, and
-      // nobody else can see it any more.
-      if (flight->cancelled) return {Settlement::kThrowCancelled, nullptr, {}};
-      UnmapLocked(shard, probe, flight);
-      if (error) return {Settlement::kThrow, nullptr, std::move(error)};
+    heap = flight->on_heap ? static_cast<HeapFlight*>(flight)
+                           : flight->moved_to.load(std::memory_order_relaxed);
+    if (heap == nullptr) {
+      // A stack flight nobody joined (the common case, kept inline): it ends
+      // with its only execution, and nobody else can see it any more.
+      if (flight->cancelled) {
+        result.kind = Settlement::kThrowCancelled;
+      } else {
+        UnmapLocked(shard, probe, flight);
+        if (error) {
+          result.kind = Settlement::kThrow;
+          result.error = std::move(error);
+        }
+      }
       return result;
     }
-    --heap->running;
-    if (heap->cancelled) {
-      result.kind = Settlement::kThrowCancelled;
-    } else if (heap->done) {
-      // Another execution won; this one's result is dropped.
-      result.kind = Settlement::kWait;
-    } else if (!error) {
-      heap->done = true;
-      decided = true;
-      UnmapLocked(shard, probe, heap);
-      promise = std::move(heap->promise);
-    } else {
-      if (!heap->first_error) heap->first_error = error;
-      if (heap->running > 0) {
-        // Another execution may still succeed: wait for the flight.
-        result.kind = Settlement::kWait;
-      } else {
-        heap->done = true;
-        decided = true;
-        UnmapLocked(shard, probe, heap);
-        promise = std::move(heap->promise);
-        result.kind = Settlement::kThrow;
-        result.error = heap->first_error;
-      }
-    }
+    decided = SettleHeapLocked(shard, probe, heap, error, &result);
   }
-  if (decided) {
-    // Nobody reads the outcome before `ready` is set, and nobody else
-    // writes it: the decision was taken once, under the lock.
-    if (result.kind == Settlement::kThrow) {
-      heap->error = result.error;
-    } else {
-      heap->value.emplace(**value);
-    }
-    heap->ready.Set();
-    if (promise.has_value()) {
-      if (result.kind == Settlement::kThrow) {
-        promise->set_exception(result.error);
-      } else {
-        promise->set_value(**value);
-      }
-    }
-  }
-  if (result.kind == Settlement::kWait) {
-    result.wait_on = heap;  // keeps this execution's reference
-  } else {
-    Unref(heap);
-  }
+  FinishHeapSettle(heap, decided, *value, &result);
   return result;
 }
 
 template <class K, class V, class H, class E>
-V Share<K, V, H, E>::Await(Shard& shard, HeapFlight* flight, Deadline deadline,
-                           CallInfo* info) {
-  struct Release {
-    HeapFlight* flight;
-    ~Release() { Unref(flight); }
-  } release{flight};
-  if (deadline.has_value()) {
-    if (!flight->ready.WaitUntil(*deadline)) {
-      shard.timeouts.fetch_add(1, std::memory_order_relaxed);
-      throw WaitTimeout();
-    }
-  } else {
-    flight->ready.Wait();
+bool Share<K, V, H, E>::SettleHeapLocked(Shard& shard, const Probe& probe,
+                                         HeapFlight* heap,
+                                         const std::exception_ptr& error,
+                                         Settlement* result) {
+  --heap->running;
+  if (heap->cancelled) {
+    result->kind = Settlement::kThrowCancelled;
+    return false;
   }
-  if (flight->error) std::rethrow_exception(flight->error);
-  V value(*flight->value);
+  if (heap->done) {
+    // Another execution won; this one's result is dropped.
+    result->kind = Settlement::kWait;
+    return false;
+  }
+  if (error) {
+    if (!heap->first_error) heap->first_error = error;
+    if (heap->running > 0) {
+      // Another execution may still succeed: wait for the flight.
+      result->kind = Settlement::kWait;
+      return false;
+    }
+    result->kind = Settlement::kThrow;
+    result->error = heap->first_error;
+  }
+  heap->done = true;
+  UnmapLocked(shard, probe, heap);
+  return true;
+}
+
+template <class K, class V, class H, class E>
+void Share<K, V, H, E>::FinishHeapSettle(HeapFlight* heap, bool decided,
+                                         const std::optional<V>& value,
+                                         Settlement* result) {
+  if (decided) {
+    // Outside the lock: set_value copies the value (user code). Nobody else
+    // touches the promise: the decision was taken once, under the lock.
+    if (result->kind == Settlement::kThrow) {
+      heap->promise.set_exception(result->error);
+    } else {
+      heap->promise.set_value(*value);
+    }
+  }
+  if (result->kind == Settlement::kWait) {
+    result->wait_on = heap;  // keeps this execution's reference
+  } else {
+    Unref(heap);
+  }
+}
+
+template <class K, class V, class H, class E>
+V Share<K, V, H, E>::Await(Shard& shard, const std::shared_future<V>& future,
+                           Deadline deadline, CallInfo* info) {
+  if (deadline.has_value() &&
+      future.wait_until(*deadline) == std::future_status::timeout) {
+    shard.timeouts.fetch_add(1, std::memory_order_relaxed);
+    throw WaitTimeout();
+  }
+  V value(future.get());  // rethrows the flight's exception
   shard.shared.fetch_add(1, std::memory_order_relaxed);
   if (info != nullptr) info->shared = true;
   return value;
@@ -1001,22 +819,19 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
   std::shared_future<V> future;
   std::stop_token stop;
   {
-    internal::ShardLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     ++shard.calls;
     auto it = shard.flights.find(probe);
-    if (it != shard.flights.end() && !TooOldLocked(it->second)) {
-      HeapFlight* current = ShareLocked(shard, it);
-      EnsureFutureLocked(current);
-      return current->future;
+    if (it != shard.flights.end() && !TooOldLocked(it->flight)) {
+      return ShareLocked(shard, it)->future;
     }
     auto owned = std::make_unique<HeapFlight>();
-    EnsureFutureLocked(owned.get());
     stop = TokenForLocked<Stored>(owned.get());
     if (it != shard.flights.end()) {
-      it->second->in_map = false;
-      it->second = owned.get();
+      it->flight->in_map = false;
+      it->flight = owned.get();
     } else {
-      shard.flights.try_emplace(probe, owned.get());
+      shard.flights.emplace(typename Entry::New{probe, owned.get()});
     }
     flight = owned.release();
     flight->refs.store(1, std::memory_order_relaxed);  // the execution's
@@ -1032,23 +847,23 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
     if (--async_pending_ == 0) async_done_.notify_all();
   };
   try {
-    executor.Schedule(
-        [this, &shard, key, hash = probe.hash, flight, stop, finish_async,
-         stored = Stored(std::forward<Loader>(loader))]() mutable {
-          std::optional<V> value;
-          std::exception_ptr error;
-          Invoke(flight, stored, std::move(stop), &value, &error);
-          // Nobody called this execution: whatever it settles to, the
-          // flight's future carries the outcome.
-          Settlement s = Settle(shard, Probe{&key, hash}, flight, &value,
-                                std::move(error));
-          if (s.kind == Settlement::kWait) Unref(s.wait_on);
-          finish_async();
-        });
+    executor.Schedule([this, &shard, key, hash = probe.hash, flight, stop,
+                       finish_async,
+                       stored =
+                           Stored(std::forward<Loader>(loader))]() mutable {
+      std::optional<V> value;
+      std::exception_ptr error;
+      Invoke(flight, stored, std::move(stop), &value, &error);
+      // Nobody called this execution: whatever it settles to, the
+      // flight's future carries the outcome.
+      Settlement s = Settle(shard, Probe{&key, hash}, flight, &value, error);
+      if (s.kind == Settlement::kWait) Unref(s.wait_on);
+      finish_async();
+    });
   } catch (...) {
     std::optional<V> none;
-    Settlement s =
-        Settle(shard, probe, flight, &none, std::current_exception());
+    std::exception_ptr error = std::current_exception();
+    Settlement s = Settle(shard, probe, flight, &none, error);
     if (s.kind == Settlement::kWait) Unref(s.wait_on);
     finish_async();
     throw;
@@ -1060,10 +875,10 @@ template <class K, class V, class H, class E>
 bool Share<K, V, H, E>::Forget(const K& key, ForgetMode mode) {
   const Probe probe = ProbeFor(key);
   Shard& shard = ShardFor(probe);
-  internal::ShardLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.flights.find(probe);
   if (it == shard.flights.end()) return false;
-  Flight* flight = it->second;
+  Flight* flight = it->flight;
   if (mode == ForgetMode::kDetach) {
     flight->in_map = false;
     shard.flights.erase(it);
@@ -1077,10 +892,10 @@ template <class K, class V, class H, class E>
 bool Share<K, V, H, E>::Release(const K& key) {
   const Probe probe = ProbeFor(key);
   Shard& shard = ShardFor(probe);
-  internal::ShardLock lock(&shard.mu);
+  internal::MutexLock lock(&shard.mu);
   auto it = shard.flights.find(probe);
   if (it == shard.flights.end()) return false;
-  ++it->second->extra_credits;
+  ++it->flight->extra_credits;
   return true;
 }
 
@@ -1098,7 +913,6 @@ auto Share<K, V, H, E>::CancelLocked(Shard& shard, Flight* flight)
   // stack flight has no waiters to tell.
   if (flight->on_heap) {
     HeapFlight* heap = static_cast<HeapFlight*>(flight);
-    work.promise = std::move(heap->promise);
     heap->refs.fetch_add(1, std::memory_order_relaxed);
     work.flight = heap;
   }
@@ -1109,10 +923,8 @@ template <class K, class V, class H, class E>
 void Share<K, V, H, E>::FinishCancel(CancelWork& work) {
   // Outside the lock: request_stop runs the loader's stop_callbacks.
   if (work.flight != nullptr) {
-    std::exception_ptr cancelled = std::make_exception_ptr(Cancelled());
-    work.flight->error = cancelled;
-    work.flight->ready.Set();
-    if (work.promise.has_value()) work.promise->set_exception(cancelled);
+    // `done` was set under the lock: nobody else sets the promise.
+    work.flight->promise.set_exception(std::make_exception_ptr(Cancelled()));
     Unref(work.flight);
   }
   work.stop.request_stop();
@@ -1124,10 +936,10 @@ bool Share<K, V, H, E>::Cancel(const K& key) {
   Shard& shard = ShardFor(probe);
   CancelWork work;
   {
-    internal::ShardLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     auto it = shard.flights.find(probe);
     if (it == shard.flights.end()) return false;
-    work = CancelLocked(shard, it->second);
+    work = CancelLocked(shard, it->flight);
     shard.flights.erase(it);
   }
   FinishCancel(work);
@@ -1141,10 +953,10 @@ size_t Share<K, V, H, E>::CancelAll() {
     Shard& shard = shards_[i];
     std::vector<CancelWork> work;
     {
-      internal::ShardLock lock(&shard.mu);
+      internal::MutexLock lock(&shard.mu);
       work.reserve(shard.flights.size());
-      for (auto& [key, flight] : shard.flights) {
-        work.push_back(CancelLocked(shard, flight));
+      for (const Entry& entry : shard.flights) {
+        work.push_back(CancelLocked(shard, entry.flight));
       }
       shard.flights.clear();
     }
@@ -1158,7 +970,7 @@ template <class K, class V, class H, class E>
 size_t Share<K, V, H, E>::InFlight() const {
   size_t n = 0;
   for (size_t i = 0; i <= shard_mask_; ++i) {
-    internal::ShardLock lock(&shards_[i].mu);
+    internal::MutexLock lock(&shards_[i].mu);
     n += shards_[i].flights.size();
   }
   return n;
@@ -1169,7 +981,7 @@ ShareStats Share<K, V, H, E>::Stats() const {
   ShareStats s;
   for (size_t i = 0; i <= shard_mask_; ++i) {
     Shard& shard = shards_[i];
-    internal::ShardLock lock(&shard.mu);
+    internal::MutexLock lock(&shard.mu);
     s.calls += shard.calls;
     s.executions += shard.executions;
     s.extra_executions += shard.extra_executions;

@@ -7,8 +7,7 @@
 // standard mutex is a plain futex with no deadlock detector on the hot path,
 // and ThreadSanitizer sees it even when Abseil was built without
 // -fsanitize=thread (as Debian's is). The wrapper only adds the capability
-// annotations. (Share's shards, whose critical sections are a few dozen
-// nanoseconds taken twice per call, use their own lock: see share.h.)
+// annotations.
 
 #ifndef HERD_INTERNAL_MUTEX_H_
 #define HERD_INTERNAL_MUTEX_H_
