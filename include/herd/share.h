@@ -78,7 +78,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
@@ -266,47 +266,24 @@ class Share {
   struct Flight;
   struct HeapFlight;
 
-  // An entry of a shard's table: a key and its current flight. The table is
-  // a set of these so that a flight can find its own entry by hash and
-  // pointer (FlightProbe), without comparing keys again.
-  struct Entry {
-    // Made by the table, only when it inserts: the key is copied then.
-    struct New {
-      Probe probe;
-      Flight* flight;
-    };
-    explicit Entry(const New& n) : key(*n.probe.key), flight(n.flight) {}
+  // The map's key: a Key, constructible from a Probe so that try_emplace
+  // copies the key only when it inserts.
+  struct StoredKey {
+    explicit StoredKey(const Probe& p) : key(*p.key) {}
     Key key;
-    // Changed in place when another flight takes the key over; the hash and
-    // equality that place the entry depend only on `key`.
-    mutable Flight* flight;
   };
-  struct FlightProbe {
-    size_t hash;
-    const Flight* flight;
-  };
-  struct TableHash {
+  struct MapHash {
     using is_transparent = void;
-    size_t operator()(const Entry& e) const { return Hash{}(e.key); }
+    size_t operator()(const StoredKey& k) const { return Hash{}(k.key); }
     size_t operator()(const Probe& p) const { return p.hash; }
-    size_t operator()(const typename Entry::New& n) const {
-      return n.probe.hash;
-    }
-    size_t operator()(const FlightProbe& p) const { return p.hash; }
   };
-  struct TableEq {
+  struct MapEq {
     using is_transparent = void;
-    bool operator()(const Entry& a, const Entry& b) const {
+    bool operator()(const StoredKey& a, const StoredKey& b) const {
       return Eq{}(a.key, b.key);
     }
-    bool operator()(const Entry& a, const Probe& b) const {
+    bool operator()(const StoredKey& a, const Probe& b) const {
       return Eq{}(a.key, *b.key);
-    }
-    bool operator()(const Entry& a, const typename Entry::New& b) const {
-      return Eq{}(a.key, *b.probe.key);
-    }
-    bool operator()(const Entry& a, const FlightProbe& b) const {
-      return a.flight == b.flight;
     }
   };
 
@@ -347,16 +324,16 @@ class Share {
     const std::shared_future<Value> future{promise.get_future().share()};
 
     // Parties that may still touch the flight outside the lock: running
-    // executions and a cancel being finished (waiters hold a copy of the
-    // future instead). The last one to drop its reference deletes the
-    // flight.
+    // executions, waiters until they have copied the future, a cancel being
+    // finished. The last one to drop its reference deletes the flight.
     std::atomic<int> refs{0};
   };
 
   struct alignas(64) Shard {
     internal::Mutex mu;
-    absl::flat_hash_set<Entry, TableHash, TableEq,
-                        internal::CacheLineAllocator<Entry>>
+    absl::flat_hash_map<
+        StoredKey, Flight*, MapHash, MapEq,
+        internal::CacheLineAllocator<std::pair<const StoredKey, Flight*>>>
         flights ABSL_GUARDED_BY(mu);
     // Counters below calls/executions are guarded by mu; the two updated
     // after a wait are atomic so that waking waiters take no lock.
@@ -460,10 +437,10 @@ class Share {
     }
   }
 
-  // Waits on a flight's future and returns a copy of its value, or rethrows
-  // its exception.
-  static Value Await(Shard& shard, const std::shared_future<Value>& future,
-                     Deadline deadline, CallInfo* info);
+  // Waits on heap flight `flight`'s future, consuming the caller's
+  // reference, and returns a copy of its value or rethrows its exception.
+  static Value Await(Shard& shard, HeapFlight* flight, Deadline deadline,
+                     CallInfo* info);
 
   // Detaches `flight` from the map and marks it cancelled. Returns what must
   // be signalled outside the lock.
@@ -571,7 +548,7 @@ template <class K, class V, class H, class E>
 auto Share<K, V, H, E>::ShareLocked(Shard& shard, typename Map::iterator it)
     -> HeapFlight* {
   (void)shard;  // for the lock annotation
-  Flight* flight = it->flight;
+  Flight* flight = it->second;
   if (flight->on_heap) return static_cast<HeapFlight*>(flight);
   // `flight` is in the map, so it is neither done nor cancelled, and its
   // leader is its only execution.
@@ -582,7 +559,7 @@ auto Share<K, V, H, E>::ShareLocked(Shard& shard, typename Map::iterator it)
   heap->stop = flight->stop;  // shares the stop state the leader's token uses
   heap->refs.store(flight->running, std::memory_order_relaxed);  // leader's
   flight->moved_to.store(heap.get(), std::memory_order_relaxed);
-  it->flight = heap.get();
+  it->second = heap.get();
   return heap.release();
 }
 
@@ -604,9 +581,12 @@ void Share<K, V, H, E>::UnmapLocked(Shard& shard, const Probe& probe,
                                     Flight* flight) {
   if (!flight->in_map) return;
   flight->in_map = false;
-  // Found by its own pointer: a flight that was detached is no longer in
-  // the table and never touches its successor (Go issue 31420).
-  shard.flights.erase(FlightProbe{probe.hash, flight});
+  // in_map: `flight` is the key's current flight. One that was detached
+  // never touches its successor (Go issue 31420).
+  auto it = shard.flights.find(probe);
+  if (it != shard.flights.end() && it->second == flight) {
+    shard.flights.erase(it);
+  }
 }
 
 template <class K, class V, class H, class E>
@@ -618,15 +598,14 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
   Shard& shard = ShardFor(probe);
   Flight local(/*heap=*/false);   // the flight, if this call starts one
   Flight* flight = nullptr;       // the flight this call executes
-  std::shared_future<V> wait_on;  // or the future of the one it waits on
+  HeapFlight* wait_on = nullptr;  // or the one it waits on, with a reference
   std::stop_token stop;
   {
     internal::MutexLock lock(&shard.mu);
     ++shard.calls;
-    auto [it, inserted] =
-        shard.flights.emplace(typename Entry::New{probe, &local});
+    auto [it, inserted] = shard.flights.try_emplace(probe, &local);
     if (!inserted) {
-      const Flight* current = it->flight;
+      const Flight* current = it->second;
       for (const Frame* f = frames_; f != nullptr; f = f->prev) {
         if (f->flight == current ||
             f->flight->moved_to.load(std::memory_order_relaxed) == current) {
@@ -634,7 +613,7 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         }
       }
     }
-    if (inserted || TooOldLocked(it->flight)) {
+    if (inserted || TooOldLocked(it->second)) {
       try {
         stop = TokenForLocked<Loader>(&local);  // may allocate a stop state
       } catch (...) {
@@ -642,8 +621,8 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         throw;
       }
       if (!inserted) {
-        it->flight->in_map = false;  // its executions still complete it
-        it->flight = &local;
+        it->second->in_map = false;  // its executions still complete it
+        it->second = &local;
       }
       StartLocked(shard, &local);
       flight = &local;
@@ -659,7 +638,8 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         ++shard.extra_executions;
         current->refs.fetch_add(1, std::memory_order_relaxed);
       } else {
-        wait_on = current->future;
+        wait_on = current;
+        current->refs.fetch_add(1, std::memory_order_relaxed);
       }
     }
   }
@@ -690,10 +670,7 @@ V Share<K, V, H, E>::Execute(Shard& shard, const Probe& probe, Flight* flight,
     case Settlement::kWait:
       break;
   }
-  // `future` is const from construction on: no lock needed to copy it.
-  const std::shared_future<V> future = s.wait_on->future;
-  Unref(s.wait_on);
-  return Await(shard, future, deadline, info);
+  return Await(shard, s.wait_on, deadline, info);
 }
 
 template <class K, class V, class H, class E>
@@ -794,8 +771,12 @@ void Share<K, V, H, E>::FinishHeapSettle(HeapFlight* heap, bool decided,
 }
 
 template <class K, class V, class H, class E>
-V Share<K, V, H, E>::Await(Shard& shard, const std::shared_future<V>& future,
-                           Deadline deadline, CallInfo* info) {
+V Share<K, V, H, E>::Await(Shard& shard, HeapFlight* flight, Deadline deadline,
+                           CallInfo* info) {
+  // This caller's own copy of the flight's future. `future` never changes
+  // after construction, so copying it needs no lock.
+  const std::shared_future<V> future = flight->future;
+  Unref(flight);
   if (deadline.has_value() &&
       future.wait_until(*deadline) == std::future_status::timeout) {
     shard.timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -822,16 +803,16 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
     internal::MutexLock lock(&shard.mu);
     ++shard.calls;
     auto it = shard.flights.find(probe);
-    if (it != shard.flights.end() && !TooOldLocked(it->flight)) {
+    if (it != shard.flights.end() && !TooOldLocked(it->second)) {
       return ShareLocked(shard, it)->future;
     }
     auto owned = std::make_unique<HeapFlight>();
     stop = TokenForLocked<Stored>(owned.get());
     if (it != shard.flights.end()) {
-      it->flight->in_map = false;
-      it->flight = owned.get();
+      it->second->in_map = false;
+      it->second = owned.get();
     } else {
-      shard.flights.emplace(typename Entry::New{probe, owned.get()});
+      shard.flights.try_emplace(probe, owned.get());
     }
     flight = owned.release();
     flight->refs.store(1, std::memory_order_relaxed);  // the execution's
@@ -878,7 +859,7 @@ bool Share<K, V, H, E>::Forget(const K& key, ForgetMode mode) {
   internal::MutexLock lock(&shard.mu);
   auto it = shard.flights.find(probe);
   if (it == shard.flights.end()) return false;
-  Flight* flight = it->flight;
+  Flight* flight = it->second;
   if (mode == ForgetMode::kDetach) {
     flight->in_map = false;
     shard.flights.erase(it);
@@ -895,7 +876,7 @@ bool Share<K, V, H, E>::Release(const K& key) {
   internal::MutexLock lock(&shard.mu);
   auto it = shard.flights.find(probe);
   if (it == shard.flights.end()) return false;
-  ++it->flight->extra_credits;
+  ++it->second->extra_credits;
   return true;
 }
 
@@ -939,7 +920,7 @@ bool Share<K, V, H, E>::Cancel(const K& key) {
     internal::MutexLock lock(&shard.mu);
     auto it = shard.flights.find(probe);
     if (it == shard.flights.end()) return false;
-    work = CancelLocked(shard, it->flight);
+    work = CancelLocked(shard, it->second);
     shard.flights.erase(it);
   }
   FinishCancel(work);
@@ -955,8 +936,8 @@ size_t Share<K, V, H, E>::CancelAll() {
     {
       internal::MutexLock lock(&shard.mu);
       work.reserve(shard.flights.size());
-      for (const Entry& entry : shard.flights) {
-        work.push_back(CancelLocked(shard, entry.flight));
+      for (auto& [key, flight] : shard.flights) {
+        work.push_back(CancelLocked(shard, flight));
       }
       shard.flights.clear();
     }
