@@ -110,7 +110,8 @@ def build_alloc_test():
     binary = os.path.join(BUILD, "share_alloc_test")
     log("building", os.path.relpath(binary, ROOT))
     run(["g++", "-std=c++20", "-O2", "-I" + os.path.join(ROOT, "include"),
-         os.path.join(ROOT, "tests", "share_alloc_test.cc"), *lib_sources(),
+         "-I" + ROOT, os.path.join(ROOT, "tests", "share_alloc_test.cc"),
+         *lib_sources(),
          *pkg_config("gtest_main", "absl_hash", "absl_raw_hash_set"),
          "-pthread", "-o", binary])
     return binary

@@ -26,31 +26,17 @@
 #include "herd/share.h"
 #include "herd/timer.h"
 #include "herd/token_bucket.h"
+#include "tests/testing/jump_clock.h"
+#include "tests/testing/sync.h"
 
 namespace herd {
 namespace {
 
+using ::herd::test::AwaitCondition;
+using ::herd::test::JumpClock;
+
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// Virtual time for single-threaded tests: a sleep moves time to its
-// deadline at once.
-class JumpClock final : public Clock {
- public:
-  time_point Now() const override { return now_; }
-  bool SleepUntil(time_point deadline, std::stop_token stop) const override {
-    if (stop.stop_requested()) return false;
-    ++sleeps_;
-    if (deadline > now_) now_ = deadline;
-    return true;
-  }
-  void Advance(duration d) { now_ += d; }
-  int sleeps() const { return sleeps_; }
-
- private:
-  mutable time_point now_{seconds(1000)};
-  mutable int sleeps_ = 0;
-};
 
 struct DbDown : std::runtime_error {
   DbDown() : std::runtime_error("database unavailable") {}
@@ -86,13 +72,6 @@ class StalledDb {
   bool released_ = false;
 };
 
-// Yields until `done()`: for conditions no handshake can announce (how many
-// callers have entered Share::Do). Deterministic, if not free.
-template <class Pred>
-void SpinUntil(Pred done) {
-  while (!done()) std::this_thread::yield();
-}
-
 Retry::Options QuickRetry(const Clock& clock, int attempts) {
   return {.max_attempts = attempts,
           .initial_delay = milliseconds(100),
@@ -115,7 +94,7 @@ TEST(GuardsComposition, RetryAroundBreakerThroughShare) {
                                     WithBreaker(breaker, flaky))),
             7);
   EXPECT_EQ(calls, 3);
-  EXPECT_EQ(clock.sleeps(), 2);
+  EXPECT_EQ(clock.sleeps().size(), 2u);
   EXPECT_EQ(breaker.state(), CircuitBreaker::State::kClosed);
   EXPECT_EQ(share.Stats().executions, 1u);  // retries are inside one flight
 }
@@ -181,8 +160,8 @@ TEST(GuardsComposition, StalledDatabaseCostsCallersAtMostTheDeadline) {
     });
   }
   // Every caller is in the one flight, and the database is stalled.
-  SpinUntil([&] { return share.Stats().calls == kCallers; });
-  SpinUntil([&] { return db.started() == 1; });
+  AwaitCondition([&] { return share.Stats().calls == kCallers; });
+  AwaitCondition([&] { return db.started() == 1; });
   clock.Advance(seconds(2));
   for (auto& t : callers) t.join();
   EXPECT_EQ(deadline_exceeded.load(), kCallers);
@@ -206,7 +185,7 @@ TEST(GuardsComposition, DeadlineStopsRetriesAndIsReported) {
                              })));
   std::thread caller(
       [&] { EXPECT_THROW(share.Do(1, loader), DeadlineExceeded); });
-  SpinUntil([&] { return db.started() == 1; });
+  AwaitCondition([&] { return db.started() == 1; });
   clock.Advance(seconds(1));
   caller.join();
   // The stop reached the query; retry saw the stopped token and did not try
@@ -226,10 +205,10 @@ TEST(GuardsComposition, DeadlineAlsoBoundsTheWaitForAPermit) {
   auto quick = WithDeadline(timer, seconds(1), WithLimit(limiter, query));
   std::thread holder(
       [&] { EXPECT_THROW(share.Do(1, slow), DeadlineExceeded); });
-  SpinUntil([&] { return db.started() == 1; });  // holds the only permit
+  AwaitCondition([&] { return db.started() == 1; });  // holds the only permit
   std::thread waiter(
       [&] { EXPECT_THROW(share.Do(2, quick), DeadlineExceeded); });
-  SpinUntil([&] { return timer.Pending() == 2; });  // its deadline is set
+  AwaitCondition([&] { return timer.Pending() == 2; });  // its deadline is set
   clock.Advance(seconds(1));
   waiter.join();  // gave up waiting for the permit at its deadline
   EXPECT_EQ(db.started(), 1);
@@ -249,7 +228,7 @@ TEST(GuardsComposition, ShareCancelReachesTheInnermostLoader) {
                             return db.Query(stop);
                           }));
   std::thread caller([&] { EXPECT_THROW(share.Do(1, loader), Cancelled); });
-  SpinUntil([&] { return db.started() == 1; });
+  AwaitCondition([&] { return db.started() == 1; });
   EXPECT_TRUE(share.Cancel(1));
   caller.join();
   EXPECT_EQ(db.started(), 1);  // no retry after the cancellation
@@ -272,11 +251,11 @@ TEST(GuardsComposition, OutageTripsBreakerSoCallersFailFast) {
   // policy does not retry CircuitOpen.
   EXPECT_THROW(share.Do(1, loader), CircuitOpen);
   EXPECT_EQ(db_calls.load(), 3);
-  EXPECT_EQ(clock.sleeps(), 3);
+  EXPECT_EQ(clock.sleeps().size(), 3u);
   // While open, callers fail at once: no database call, no backoff.
   for (int i = 0; i < 10; ++i) EXPECT_THROW(share.Do(1, loader), CircuitOpen);
   EXPECT_EQ(db_calls.load(), 3);
-  EXPECT_EQ(clock.sleeps(), 3);
+  EXPECT_EQ(clock.sleeps().size(), 3u);
   // The database recovers; after the open duration one trial closes it.
   db_up = true;
   clock.Advance(seconds(30));

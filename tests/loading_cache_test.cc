@@ -28,9 +28,12 @@
 #include "gtest/gtest.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
+#include "tests/testing/sync.h"
 
 namespace herd {
 namespace {
+
+using ::herd::test::AwaitCondition;
 
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
@@ -81,13 +84,6 @@ class ManualExecutor {
 // Runs each task at once, on the thread that hands it over.
 std::function<void(CacheOptions::Task)> Inline() {
   return [](CacheOptions::Task t) { std::move(t)(); };
-}
-
-// Spins (yielding) until `pred` holds. Used only to wait for a state that
-// is certain to be reached, such as N callers registered on a load.
-template <class Pred>
-void WaitUntil(Pred pred) {
-  while (!pred()) std::this_thread::yield();
 }
 
 CacheOptions Options(const Clock* clock) {
@@ -156,7 +152,7 @@ void ConcurrentCallersShareOneLoad(bool expire_first) {
     for (int i = 0; i < kCallers; ++i) {
       threads.emplace_back([&, i] { got[i] = cache.Get(7, loader); });
     }
-    WaitUntil(
+    AwaitCondition(
         [&] { return cache.FlightStats().calls == calls_before + kCallers; });
     EXPECT_EQ(loads.load(), 1);
     release.count_down();
@@ -200,7 +196,7 @@ TEST(LoadingCache, ConcurrentMissesShareOneFailure) {
         }
       });
     }
-    WaitUntil([&] { return cache.FlightStats().calls == kCallers; });
+    AwaitCondition([&] { return cache.FlightStats().calls == kCallers; });
     release.count_down();
   }
   for (int i = 0; i < kCallers; ++i) {
@@ -329,7 +325,7 @@ TEST(LoadingCache, RefreshRunsOnDefaultExecutor) {
                       }),
             "v1");  // returned while the refresh waits
   release.count_down();
-  WaitUntil([&] { return cache.GetIfPresent(1) == "v2"; });
+  AwaitCondition([&] { return cache.GetIfPresent(1) == "v2"; });
   EXPECT_NE(loader_thread.load(), std::this_thread::get_id());
   EXPECT_EQ(cache.Stats().refreshes, 1u);
 }
@@ -738,7 +734,7 @@ TEST(LoadingCache, BlockingFutureAndCallbackCallersShareOneLoad) {
     called.count_down();
   });
   // The async load task (one, for both) joins the blocking caller's flight.
-  WaitUntil([&] { return cache.FlightStats().calls == 2; });
+  AwaitCondition([&] { return cache.FlightStats().calls == 2; });
   release.count_down();
   caller.join();
   called.wait();
@@ -819,7 +815,7 @@ TEST(LoadingCache, InvalidateDuringLoadMakesLaterCallersLoadAgain) {
   std::jthread a([&] { first = cache.Get(5, old_loader); });
   started.wait();
   std::jthread b([&] { joined = cache.Get(5, old_loader); });
-  WaitUntil([&] { return cache.FlightStats().calls == 2; });
+  AwaitCondition([&] { return cache.FlightStats().calls == 2; });
 
   EXPECT_TRUE(cache.Invalidate(5));
   // A caller after the invalidation does not join the old load.

@@ -13,31 +13,15 @@
 #include "gtest/gtest.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
+#include "tests/testing/jump_clock.h"
 
 namespace herd {
 namespace {
 
+using ::herd::test::JumpClock;
+
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// Virtual time for single-threaded tests: a sleep moves time to its deadline
-// at once and records how long it was. A stop requested beforehand makes it
-// return false, as a real clock would.
-class JumpClock final : public Clock {
- public:
-  time_point Now() const override { return now_; }
-  bool SleepUntil(time_point deadline, std::stop_token stop) const override {
-    if (stop.stop_requested()) return false;
-    sleeps_.push_back(deadline - now_);
-    if (deadline > now_) now_ = deadline;
-    return true;
-  }
-  const std::vector<duration>& sleeps() const { return sleeps_; }
-
- private:
-  mutable time_point now_{seconds(1000)};
-  mutable std::vector<duration> sleeps_;
-};
 
 struct Transient : std::runtime_error {
   explicit Transient(int a) : std::runtime_error("transient"), attempt(a) {}

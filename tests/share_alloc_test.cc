@@ -27,6 +27,7 @@
 #include "gtest/gtest.h"
 #include "herd/errors.h"
 #include "herd/share.h"
+#include "tests/testing/sync.h"
 
 // The sanitizers replace operator new and delete themselves (a second
 // replacement is a duplicate symbol under clang's TSan).
@@ -39,6 +40,9 @@
 #endif
 
 namespace {
+
+using ::herd::test::AwaitCalls;
+using ::herd::test::Gate;
 
 std::atomic<int64_t> g_allocations{0};
 std::atomic<int64_t> g_deallocations{0};
@@ -121,22 +125,6 @@ class AllocationCounter {
   const int64_t allocations_;
   const int64_t deallocations_;
 };
-
-class Gate {
- public:
-  Gate() : opened_(promise_.get_future().share()) {}
-  void Open() { promise_.set_value(); }
-  void Wait() const { opened_.wait(); }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_;
-};
-
-template <class S>
-void AwaitCalls(const S& share, uint64_t n) {
-  while (share.Stats().calls < n) std::this_thread::yield();
-}
 
 constexpr int64_t kCalls = 10000;
 

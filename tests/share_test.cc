@@ -27,36 +27,17 @@
 #include "herd/coalesce.h"
 #include "herd/errors.h"
 #include "herd/thread_pool.h"
+#include "tests/testing/sync.h"
 
 namespace herd {
 namespace {
 
+using ::herd::test::AwaitCalls;
+using ::herd::test::AwaitCondition;
+using ::herd::test::Gate;
+
 using ::testing::Each;
 using ::testing::Eq;
-
-// A door a loader waits behind until the test opens it.
-class Gate {
- public:
-  Gate() : opened_(promise_.get_future().share()) {}
-  void Open() { promise_.set_value(); }
-  void Wait() const { opened_.wait(); }
-
- private:
-  std::promise<void> promise_;
-  std::shared_future<void> opened_;
-};
-
-// Blocks until `done()` holds. Used only on conditions that the code under
-// test makes true by itself (a counter reaching N), never as a timing guess.
-template <class Pred>
-void AwaitCondition(Pred done) {
-  while (!done()) std::this_thread::yield();
-}
-
-template <class S>
-void AwaitCalls(const S& share, uint64_t n) {
-  AwaitCondition([&] { return share.Stats().calls >= n; });
-}
 
 struct Payload {
   int code;

@@ -13,31 +13,15 @@
 #include "gtest/gtest.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
+#include "tests/testing/jump_clock.h"
 
 namespace herd {
 namespace {
 
+using ::herd::test::JumpClock;
+
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-// Virtual time for single-threaded tests: a sleep moves time to its deadline
-// at once and records its length, so a test sees every sleep exactly.
-class JumpClock final : public Clock {
- public:
-  time_point Now() const override { return now_; }
-  bool SleepUntil(time_point deadline, std::stop_token stop) const override {
-    if (stop.stop_requested()) return false;
-    sleeps_.push_back(deadline - now_);
-    if (deadline > now_) now_ = deadline;
-    return true;
-  }
-  void Advance(duration d) { now_ += d; }
-  const std::vector<duration>& sleeps() const { return sleeps_; }
-
- private:
-  mutable time_point now_{seconds(1000)};
-  mutable std::vector<duration> sleeps_;
-};
 
 TEST(TokenBucket, RejectsBadArguments) {
   FakeClock clock;
