@@ -616,6 +616,49 @@ TEST(Share, RecursiveCallForOwnKeyIsRefused) {
   EXPECT_EQ(share.InFlight(), 0u);
 }
 
+// A Value whose copies throw once `fail_copies` is set; moves never throw.
+struct CopyFailed {};
+struct Touchy {
+  Touchy(int v, std::shared_ptr<std::atomic<bool>> fail)
+      : value(v), fail_copies(std::move(fail)) {}
+  Touchy(const Touchy& other)
+      : value(other.value), fail_copies(other.fail_copies) {
+    if (*fail_copies) throw CopyFailed();
+  }
+  Touchy(Touchy&&) noexcept = default;
+  int value;
+  std::shared_ptr<std::atomic<bool>> fail_copies;
+};
+
+// Handing the value to waiters copies it; when that copy throws, the waiters
+// get the exception instead of waiting forever, and the leader, which
+// needs no copy, keeps its value.
+TEST(Share, WaitersGetTheExceptionOfAFailedValueCopy) {
+  Share<int, Touchy> share;
+  auto fail = std::make_shared<std::atomic<bool>>(false);
+  std::latch started(1);
+  Gate waiter_joined;
+  std::thread leader([&] {
+    Touchy got = share.Do(1, [&] {
+      started.count_down();
+      waiter_joined.Wait();
+      *fail = true;
+      return Touchy(5, fail);
+    });
+    EXPECT_EQ(got.value, 5);
+  });
+  started.wait();
+  std::thread waiter([&] {
+    EXPECT_THROW(share.Do(1, [&] { return Touchy(-1, fail); }), CopyFailed);
+  });
+  AwaitCalls(share, 2);
+  waiter_joined.Open();
+  leader.join();
+  waiter.join();
+  EXPECT_EQ(share.Stats().executions, 1u);
+  EXPECT_EQ(share.InFlight(), 0u);
+}
+
 // A waiter joining moves the leader's flight off the leader's stack; the
 // re-entrancy check must still recognise the flight the loader runs for.
 TEST(Share, RecursiveCallIsRefusedAfterAWaiterJoined) {

@@ -318,8 +318,8 @@ class Share {
 
     // The outcome. Whoever decides it (the execution that completes the
     // flight, or Cancel; `done` is set under the lock, so there is one)
-    // sets the promise, outside the lock. Callers copy the future under the
-    // lock and wait on their copy.
+    // sets the promise, outside the lock. Each waiter copies the future (it
+    // never changes) and waits on its own copy.
     std::promise<Value> promise;
     const std::shared_future<Value> future{promise.get_future().share()};
 
@@ -760,7 +760,14 @@ void Share<K, V, H, E>::FinishHeapSettle(HeapFlight* heap, bool decided,
     if (result->kind == Settlement::kThrow) {
       heap->promise.set_exception(result->error);
     } else {
-      heap->promise.set_value(*value);
+      try {
+        heap->promise.set_value(*value);
+      } catch (...) {
+        // Value's copy constructor threw: the promise is still unset, and
+        // the waiters get that exception rather than wait forever. This
+        // execution's caller keeps its own value.
+        heap->promise.set_exception(std::current_exception());
+      }
     }
   }
   if (result->kind == Settlement::kWait) {
