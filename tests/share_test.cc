@@ -12,6 +12,7 @@
 #include <functional>
 #include <future>
 #include <latch>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -188,7 +189,10 @@ TEST(Share, FinishedFlightIsForgotten) {
 
 // Go issue 31420: a flight that ends after it was replaced must not remove
 // or complete its successor.
-TEST(Share, LateFlightNeverDisturbsNewerFlight) {
+// The old flight ends while a newer flight of its key is registered. A
+// joined old flight has moved to the heap, an unjoined one has not: both
+// must leave the newer one alone (Go issue 31420).
+void LateFlightNeverDisturbsNewerFlight(bool old_flight_joined) {
   Share<int, int> share;
   Gate old_gate, new_gate;
   std::latch old_started(1), new_started(1);
@@ -202,6 +206,13 @@ TEST(Share, LateFlightNeverDisturbsNewerFlight) {
               1);
   });
   old_started.wait();
+  std::thread old_joiner;
+  if (old_flight_joined) {
+    old_joiner =
+        std::thread([&] { EXPECT_EQ(share.Do(1, [] { return -1; }), 1); });
+    AwaitCalls(share, 2);
+  }
+  const uint64_t old_calls = old_flight_joined ? 2 : 1;
   ASSERT_TRUE(share.Forget(1));
   std::thread new_caller([&] {
     EXPECT_EQ(share.Do(1,
@@ -215,15 +226,24 @@ TEST(Share, LateFlightNeverDisturbsNewerFlight) {
   new_started.wait();
   old_gate.Open();
   old_caller.join();
+  if (old_joiner.joinable()) old_joiner.join();
   // The new flight is still registered, and a newcomer joins it.
   EXPECT_EQ(share.InFlight(), 1u);
   std::thread joiner([&] { EXPECT_EQ(share.Do(1, [] { return 3; }), 2); });
-  AwaitCalls(share, 3);
+  AwaitCalls(share, old_calls + 2);
   new_gate.Open();
   new_caller.join();
   joiner.join();
   EXPECT_EQ(share.Stats().executions, 2u);
   EXPECT_EQ(share.InFlight(), 0u);
+}
+
+TEST(Share, LateFlightNeverDisturbsNewerFlight) {
+  LateFlightNeverDisturbsNewerFlight(/*old_flight_joined=*/false);
+}
+
+TEST(Share, LateJoinedFlightNeverDisturbsNewerFlight) {
+  LateFlightNeverDisturbsNewerFlight(/*old_flight_joined=*/true);
 }
 
 TEST(Share, ExtraExecutionFirstSuccessWinsForEveryone) {
@@ -340,6 +360,7 @@ TEST(Share, ReleaseLetsNextCallerRunAnExtraExecution) {
 TEST(Share, ForgetDetachStartsNewFlightAndOldCallersKeepOldResult) {
   Share<int, int> share;
   EXPECT_FALSE(share.Forget(1));
+  EXPECT_FALSE(share.Forget(1, ForgetMode::kRerun));
   Gate gate;
   std::latch started(1);
   int old_leader = 0, old_follower = 0;
@@ -505,8 +526,64 @@ TEST(Share, DoForRejectsNegativeTimeout) {
   Share<int, int> share;
   EXPECT_THROW(share.DoFor(1, std::chrono::seconds(-1), [] { return 0; }),
                std::invalid_argument);
+  EXPECT_THROW(share.DoFor(1,
+                           std::chrono::duration<double>(
+                               std::numeric_limits<double>::quiet_NaN()),
+                           [] { return 0; }),
+               std::invalid_argument);
   EXPECT_EQ(share.InFlight(), 0u);
   EXPECT_EQ(share.Stats().calls, 0u);
+}
+
+// A timeout beyond steady_clock's range (hours::max() overflows it) means
+// no limit, not a deadline already past.
+TEST(Share, DoForWithAnEndlessTimeoutWaitsForTheFlight) {
+  Share<int, int> share;
+  Gate gate;
+  std::latch started(1);
+  std::thread leader([&] {
+    EXPECT_EQ(share.Do(1,
+                       [&] {
+                         started.count_down();
+                         gate.Wait();
+                         return 4;
+                       }),
+              4);
+  });
+  started.wait();
+  std::thread waiter([&] {
+    EXPECT_EQ(share.DoFor(1, std::chrono::hours::max(), [] { return -1; }), 4);
+  });
+  AwaitCalls(share, 2);
+  gate.Open();
+  leader.join();
+  waiter.join();
+  EXPECT_EQ(share.Stats().timeouts, 0u);
+  EXPECT_EQ(share.Stats().shared, 1u);
+}
+
+// A Clock that throws (read for max_flight_age) fails the call before
+// anything is registered.
+TEST(Share, ThrowingClockLeavesNothingBehind) {
+  struct BrokenClock final : Clock {
+    time_point Now() const override {
+      if (broken) throw std::runtime_error("clock unavailable");
+      return time_point{};
+    }
+    bool SleepUntil(time_point, std::stop_token) const override { return true; }
+    bool broken = true;
+  } clock;
+  Share<int, int> share(
+      ShareOptions{.max_flight_age = std::chrono::seconds(1), .clock = &clock});
+  EXPECT_THROW(share.Do(1, [] { return 0; }), std::runtime_error);
+  ThreadPool pool(1);
+  EXPECT_THROW(share.DoAsync(
+                   1, [] { return 0; }, pool),
+               std::runtime_error);
+  EXPECT_EQ(share.InFlight(), 0u);
+  clock.broken = false;
+  EXPECT_EQ(share.Do(1, [] { return 5; }), 5);
+  EXPECT_EQ(share.InFlight(), 0u);
 }
 
 TEST(Share, DoAsyncReturnsFutureWithoutBlocking) {

@@ -38,7 +38,9 @@
 //
 // Thread safety: Share has internal synchronization and may be safely
 // accessed concurrently from multiple threads. No lock is held while a
-// loader, or any other user code, runs.
+// loader, or any other user code, runs, with one exception: the Key's hash,
+// equality, copy and destructor run under the lock of the key's shard (the
+// map needs them), so they should be cheap and must not call into the Share.
 //
 // Memory ordering: everything the thread that produced a flight's result did
 // before its loader returned is visible to every caller of that flight after
@@ -207,18 +209,26 @@ class Share {
   // goes on for everyone else. A caller that runs the loader itself is not
   // interrupted: to bound it, write the loader to honour its
   // std::stop_token and use herd::WithDeadline (herd/deadline.h).
-  // Throws: as Do(); herd::WaitTimeout; std::invalid_argument if timeout < 0.
+  // A timeout too long for std::chrono::steady_clock waits without limit.
+  // Throws: as Do(); herd::WaitTimeout; std::invalid_argument if timeout is
+  // negative or NaN.
   template <class Rep, class Period, class Loader>
   Value DoFor(const Key& key, std::chrono::duration<Rep, Period> timeout,
               Loader&& loader, CallInfo* info = nullptr) {
-    if (timeout < timeout.zero()) {
-      throw std::invalid_argument("herd::Share::DoFor: negative timeout");
+    if (!(timeout >= timeout.zero())) {  // NaN too
+      throw std::invalid_argument(
+          "herd::Share::DoFor: negative or NaN timeout");
     }
-    return Run(
-        key, loader,
-        std::chrono::steady_clock::now() +
-            std::chrono::ceil<std::chrono::steady_clock::duration>(timeout),
-        info);
+    using Steady = std::chrono::steady_clock;
+    const Steady::time_point now = Steady::now();
+    Deadline deadline;  // none when the timeout lies beyond the clock's range
+    // Compared in floating point: converting, say, hours::max() to the
+    // clock's nanoseconds would overflow.
+    if (std::chrono::duration<double>(timeout) <
+        std::chrono::duration<double>(Steady::time_point::max() - now)) {
+      deadline = now + std::chrono::ceil<Steady::duration>(timeout);
+    }
+    return Run(key, loader, deadline, info);
   }
 
   // Returns the future of `key`'s flight without blocking. When none is in
@@ -226,6 +236,9 @@ class Share {
   // or copied into the task) with `executor.Schedule(callable)`; any type
   // with such a member works, herd::ThreadPool for one. Async callers never
   // run extra executions.
+  // The executor must run every callable it accepts, or throw from
+  // Schedule: a task it drops leaves the flight's callers waiting, and the
+  // destructor of this Share waiting for the task.
   // Throws: std::invalid_argument for an empty loader; whatever
   // executor.Schedule throws (the flight is then completed with that
   // exception, so no caller is left waiting).
@@ -407,8 +420,8 @@ class Share {
       Settlement* result);
 
   // Makes `flight` (new, not yet in the map) the key's flight with one
-  // execution running.
-  void StartLocked(Shard& shard, Flight* flight)
+  // execution running, started at `now` (from Now()).
+  void StartLocked(Shard& shard, Flight* flight, Clock::time_point now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   // The heap flight behind `it`, moving a stack flight to the heap first.
@@ -427,7 +440,17 @@ class Share {
       Shard& shard, const Probe& probe, Flight* flight)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
-  bool TooOldLocked(const Flight* flight) const;
+  // The time max_flight_age is measured with; read before the lock is
+  // taken, so that a Clock (user code) never runs under it, and a Clock
+  // that throws does so before anything is registered. Only read when
+  // max_flight_age is on.
+  Clock::time_point Now() const {
+    return options_.max_flight_age > std::chrono::nanoseconds::zero()
+               ? clock_.Now()
+               : Clock::time_point{};
+  }
+
+  bool TooOldLocked(const Flight* flight, Clock::time_point now) const;
 
   bool SampleExtraExecution() const;
 
@@ -521,9 +544,10 @@ void Share<K, V, H, E>::CheckLoader(const Loader& loader) {
 }
 
 template <class K, class V, class H, class E>
-bool Share<K, V, H, E>::TooOldLocked(const Flight* flight) const {
+bool Share<K, V, H, E>::TooOldLocked(const Flight* flight,
+                                     Clock::time_point now) const {
   return options_.max_flight_age > std::chrono::nanoseconds::zero() &&
-         clock_.Now() - flight->started >= options_.max_flight_age;
+         now - flight->started >= options_.max_flight_age;
 }
 
 template <class K, class V, class H, class E>
@@ -536,11 +560,10 @@ bool Share<K, V, H, E>::SampleExtraExecution() const {
 }
 
 template <class K, class V, class H, class E>
-void Share<K, V, H, E>::StartLocked(Shard& shard, Flight* flight) {
+void Share<K, V, H, E>::StartLocked(Shard& shard, Flight* flight,
+                                    Clock::time_point now) {
   flight->running = 1;
-  if (options_.max_flight_age > std::chrono::nanoseconds::zero()) {
-    flight->started = clock_.Now();
-  }
+  flight->started = now;
   ++shard.executions;
 }
 
@@ -596,6 +619,7 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
   CheckLoader(loader);
   const Probe probe = ProbeFor(key);
   Shard& shard = ShardFor(probe);
+  const Clock::time_point now = Now();
   Flight local(/*heap=*/false);   // the flight, if this call starts one
   Flight* flight = nullptr;       // the flight this call executes
   HeapFlight* wait_on = nullptr;  // or the one it waits on, with a reference
@@ -613,7 +637,7 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         }
       }
     }
-    if (inserted || TooOldLocked(it->second)) {
+    if (inserted || TooOldLocked(it->second, now)) {
       try {
         stop = TokenForLocked<Loader>(&local);  // may allocate a stop state
       } catch (...) {
@@ -624,7 +648,7 @@ V Share<K, V, H, E>::Run(const K& key, Loader& loader, Deadline deadline,
         it->second->in_map = false;  // its executions still complete it
         it->second = &local;
       }
-      StartLocked(shard, &local);
+      StartLocked(shard, &local, now);
       flight = &local;
     } else {
       HeapFlight* current = ShareLocked(shard, it);
@@ -803,6 +827,7 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
   using Stored = std::decay_t<Loader>;
   const Probe probe = ProbeFor(key);
   Shard& shard = ShardFor(probe);
+  const Clock::time_point now = Now();
   HeapFlight* flight = nullptr;
   std::shared_future<V> future;
   std::stop_token stop;
@@ -810,7 +835,7 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
     internal::MutexLock lock(&shard.mu);
     ++shard.calls;
     auto it = shard.flights.find(probe);
-    if (it != shard.flights.end() && !TooOldLocked(it->second)) {
+    if (it != shard.flights.end() && !TooOldLocked(it->second, now)) {
       return ShareLocked(shard, it)->future;
     }
     auto owned = std::make_unique<HeapFlight>();
@@ -823,7 +848,7 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
     }
     flight = owned.release();
     flight->refs.store(1, std::memory_order_relaxed);  // the execution's
-    StartLocked(shard, flight);
+    StartLocked(shard, flight, now);
     future = flight->future;
   }
   {
