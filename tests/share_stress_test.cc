@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <stop_token>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -87,21 +88,29 @@ TEST(ShareStress, EveryCallReturnsWithAValueOrAnError) {
                    .max_flight_age = std::chrono::milliseconds(50),
                    .shards = 2});
   ThreadPool pool(2);
-  const auto stop_at = std::chrono::steady_clock::now() +
-                       std::chrono::duration<double>(seconds);
+  const auto stop_at =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
 
-  std::atomic<uint64_t> calls{0}, values{0}, loader_errors{0},
-      herd_errors{0}, wrong{0};
-  std::vector<std::shared_future<int64_t>> async_futures[kThreads];
+  std::atomic<uint64_t> calls{0}, values{0}, loader_errors{0}, herd_errors{0},
+      wrong{0};
+  // Each DoAsync future, with the key it was asked for.
+  std::vector<std::pair<int, std::shared_future<int64_t>>>
+      async_futures[kThreads];
 
   auto worker = [&](int id) {
     std::mt19937_64 rng(seed + static_cast<uint64_t>(id));
     while (std::chrono::steady_clock::now() < stop_at) {
       const int key = static_cast<int>(rng() % kKeys);
       const int behaviour = static_cast<int>(rng() % 6);
-      auto loader = [key, behaviour](std::stop_token stop) {
+      // Both kinds of loader: one that takes the flight's stop token, and a
+      // plain Value() one.
+      auto stoppable = [key, behaviour](std::stop_token stop) {
         return Load(key, behaviour, stop);
       };
+      auto plain = [key, behaviour] {
+        return Load(key, behaviour, std::stop_token());
+      };
+      const bool use_plain = rng() % 2 == 0;
       const int op = static_cast<int>(rng() % 100);
       if (op < 5) {
         share.Forget(key, rng() % 2 ? ForgetMode::kDetach : ForgetMode::kRerun);
@@ -121,14 +130,18 @@ TEST(ShareStress, EveryCallReturnsWithAValueOrAnError) {
       }
       calls.fetch_add(1);
       if (op < 17) {
-        async_futures[id].push_back(share.DoAsync(key, loader, pool));
+        async_futures[id].emplace_back(
+            key, use_plain ? share.DoAsync(key, plain, pool)
+                           : share.DoAsync(key, stoppable, pool));
         continue;
       }
+      const auto timeout = std::chrono::microseconds(rng() % 3000);
+      auto call = [&](auto& loader) {
+        return op < 60 ? share.Do(key, loader)
+                       : share.DoFor(key, timeout, loader);
+      };
       try {
-        int64_t v = op < 60 ? share.Do(key, loader)
-                            : share.DoFor(key, std::chrono::microseconds(
-                                                   rng() % 3000),
-                                          loader);
+        const int64_t v = use_plain ? call(plain) : call(stoppable);
         values.fetch_add(1);
         if (v / 1000 != key) wrong.fetch_add(1);
       } catch (const LoaderFailure& f) {
@@ -156,12 +169,14 @@ TEST(ShareStress, EveryCallReturnsWithAValueOrAnError) {
   for (int i = 0; i < kThreads; ++i) threads.emplace_back(worker, i);
   for (auto& t : threads) t.join();
   for (auto& futures : async_futures) {
-    for (auto& f : futures) {
+    for (auto& [key, f] : futures) {
       try {
-        f.get();
+        const int64_t v = f.get();
         values.fetch_add(1);
-      } catch (const LoaderFailure&) {
+        if (v / 1000 != key) wrong.fetch_add(1);
+      } catch (const LoaderFailure& e) {
         loader_errors.fetch_add(1);
+        if (e.key != key) wrong.fetch_add(1);
       } catch (const Error&) {
         herd_errors.fetch_add(1);
       } catch (...) {
