@@ -693,45 +693,52 @@ TEST(Share, RecursiveCallForOwnKeyIsRefused) {
   EXPECT_EQ(share.InFlight(), 0u);
 }
 
-// A Value whose copies throw once `fail_copies` is set; moves never throw.
+// A Value whose next `failures` copies throw; moves never throw.
 struct CopyFailed {};
 struct Touchy {
-  Touchy(int v, std::shared_ptr<std::atomic<bool>> fail)
-      : value(v), fail_copies(std::move(fail)) {}
+  Touchy(int v, std::shared_ptr<std::atomic<int>> failures)
+      : value(v), copy_failures(std::move(failures)) {}
   Touchy(const Touchy& other)
-      : value(other.value), fail_copies(other.fail_copies) {
-    if (*fail_copies) throw CopyFailed();
+      : value(other.value), copy_failures(other.copy_failures) {
+    if (copy_failures->fetch_sub(1) > 0) throw CopyFailed();
   }
   Touchy(Touchy&&) noexcept = default;
   int value;
-  std::shared_ptr<std::atomic<bool>> fail_copies;
+  std::shared_ptr<std::atomic<int>> copy_failures;
 };
 
-// Handing the value to waiters copies it; when that copy throws, the waiters
-// get the exception instead of waiting forever, and the leader, which
-// needs no copy, keeps its value.
-TEST(Share, WaitersGetTheExceptionOfAFailedValueCopy) {
+// Every caller of a joined flight gets its own copy of the value. A copy
+// that throws fails that caller alone: the other callers get the value,
+// and nobody is left waiting.
+TEST(Share, FailedValueCopyFailsOnlyItsOwnCaller) {
   Share<int, Touchy> share;
-  auto fail = std::make_shared<std::atomic<bool>>(false);
+  auto copy_failures = std::make_shared<std::atomic<int>>(0);
   std::latch started(1);
   Gate waiter_joined;
+  std::atomic<int> got_value{0}, got_copy_failed{0};
+  auto call = [&](auto loader) {
+    try {
+      if (share.Do(1, loader).value == 5) got_value.fetch_add(1);
+    } catch (const CopyFailed&) {
+      got_copy_failed.fetch_add(1);
+    }
+  };
   std::thread leader([&] {
-    Touchy got = share.Do(1, [&] {
+    call([&] {
       started.count_down();
       waiter_joined.Wait();
-      *fail = true;
-      return Touchy(5, fail);
+      *copy_failures = 1;  // the next copy, whoever makes it, throws
+      return Touchy(5, copy_failures);
     });
-    EXPECT_EQ(got.value, 5);
   });
   started.wait();
-  std::thread waiter([&] {
-    EXPECT_THROW(share.Do(1, [&] { return Touchy(-1, fail); }), CopyFailed);
-  });
+  std::thread waiter([&] { call([&] { return Touchy(-1, copy_failures); }); });
   AwaitCalls(share, 2);
   waiter_joined.Open();
   leader.join();
   waiter.join();
+  EXPECT_EQ(got_copy_failed.load(), 1);
+  EXPECT_EQ(got_value.load(), 1);
   EXPECT_EQ(share.Stats().executions, 1u);
   EXPECT_EQ(share.InFlight(), 0u);
 }

@@ -50,7 +50,10 @@
 // (when extra executions race, only once all of them have failed). herd's own
 // refusals are herd::Error subclasses (herd/errors.h). Invalid arguments
 // throw std::invalid_argument before anything is registered. No error leaves
-// a flight behind or a caller blocked.
+// a flight behind or a caller blocked. Every caller receives its own copy of
+// the value: a copy constructor that throws fails that caller alone. (A
+// Value whose move constructor throws should be wrapped, for example in a
+// std::shared_ptr.)
 //
 // Deadlocks: a loader that calls Do() on the Share running it, for the key it
 // is loading, on the same thread, gets herd::RecursiveCall. Cycles through
@@ -370,8 +373,18 @@ class Share {
 
   // What a caller must do after its execution settled.
   struct Settlement {
-    enum Kind { kReturnOwn, kWait, kThrowCancelled, kThrow } kind;
-    HeapFlight* wait_on;       // kWait, with the caller's reference
+    // kReturnOwn: return the value this execution produced. kReturnStored:
+    // it was moved into the flight's promise; return a copy from the
+    // future. kWait: another execution decides; wait for the flight.
+    enum Kind {
+      kReturnOwn,
+      kReturnStored,
+      kWait,
+      kThrowCancelled,
+      kThrow
+    } kind;
+    HeapFlight* wait_on;       // kReturnStored and kWait, with the caller's
+                               // reference
     std::exception_ptr error;  // kThrow
   };
 
@@ -416,7 +429,7 @@ class Share {
       const std::exception_ptr& error, Settlement* result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
   ABSL_ATTRIBUTE_NOINLINE static void FinishHeapSettle(
-      HeapFlight* heap, bool decided, const std::optional<Value>& value,
+      HeapFlight* heap, bool decided, std::optional<Value>* value,
       Settlement* result);
 
   // Makes `flight` (new, not yet in the map) the key's flight with one
@@ -687,6 +700,11 @@ V Share<K, V, H, E>::Execute(Shard& shard, const Probe& probe, Flight* flight,
   switch (s.kind) {
     case Settlement::kReturnOwn:
       return std::move(*value);
+    case Settlement::kReturnStored: {
+      const std::shared_future<V> future = s.wait_on->future;
+      Unref(s.wait_on);
+      return V(future.get());  // a copy that throws fails this call only
+    }
     case Settlement::kThrowCancelled:
       throw Cancelled();
     case Settlement::kThrow:
@@ -740,7 +758,7 @@ auto Share<K, V, H, E>::Settle(Shard& shard, const Probe& probe, Flight* flight,
     }
     decided = SettleHeapLocked(shard, probe, heap, error, &result);
   }
-  FinishHeapSettle(heap, decided, *value, &result);
+  FinishHeapSettle(heap, decided, value, &result);
   return result;
 }
 
@@ -776,25 +794,30 @@ bool Share<K, V, H, E>::SettleHeapLocked(Shard& shard, const Probe& probe,
 
 template <class K, class V, class H, class E>
 void Share<K, V, H, E>::FinishHeapSettle(HeapFlight* heap, bool decided,
-                                         const std::optional<V>& value,
+                                         std::optional<V>* value,
                                          Settlement* result) {
   if (decided) {
-    // Outside the lock: set_value copies the value (user code). Nobody else
-    // touches the promise: the decision was taken once, under the lock.
+    // Outside the lock. Nobody else touches the promise: the decision was
+    // taken once, under the lock.
     if (result->kind == Settlement::kThrow) {
       heap->promise.set_exception(result->error);
     } else {
+      // The value is moved in, not copied: a Value copy that throws must
+      // fail only the caller whose copy it was (each caller, this one
+      // included, copies from the future), never strand the waiters. A
+      // move that throws leaves the promise unset; it then carries that
+      // exception instead, where std::call_once recovers from a throw
+      // (glibc's does; ThreadSanitizer's interceptor does not).
       try {
-        heap->promise.set_value(*value);
+        heap->promise.set_value(std::move(**value));
       } catch (...) {
-        // Value's copy constructor threw: the promise is still unset, and
-        // the waiters get that exception rather than wait forever. This
-        // execution's caller keeps its own value.
         heap->promise.set_exception(std::current_exception());
       }
+      result->kind = Settlement::kReturnStored;
     }
   }
-  if (result->kind == Settlement::kWait) {
+  if (result->kind == Settlement::kWait ||
+      result->kind == Settlement::kReturnStored) {
     result->wait_on = heap;  // keeps this execution's reference
   } else {
     Unref(heap);
@@ -870,14 +893,14 @@ std::shared_future<V> Share<K, V, H, E>::DoAsync(const K& key, Loader&& loader,
       // Nobody called this execution: whatever it settles to, the
       // flight's future carries the outcome.
       Settlement s = Settle(shard, Probe{&key, hash}, flight, &value, error);
-      if (s.kind == Settlement::kWait) Unref(s.wait_on);
+      if (s.wait_on != nullptr) Unref(s.wait_on);
       finish_async();
     });
   } catch (...) {
     std::optional<V> none;
     std::exception_ptr error = std::current_exception();
     Settlement s = Settle(shard, probe, flight, &none, error);
-    if (s.kind == Settlement::kWait) Unref(s.wait_on);
+    if (s.wait_on != nullptr) Unref(s.wait_on);
     finish_async();
     throw;
   }
