@@ -212,6 +212,11 @@ def machine_info():
 
 # --- Summary, targets, table. -----------------------------------------------
 
+def ratio(a, b):
+    """a / b, or None when either is missing (or b is zero)."""
+    return a / b if a is not None and b else None
+
+
 def summarize(cpp, go, callgrind):
     """Returns (figures, targets)."""
     def c(name, key="real_time"):
@@ -325,9 +330,6 @@ def summarize(cpp, go, callgrind):
             "p": permille / 1000, "executions": c(name, "executions"),
             "expected": c(name, "expected")})
 
-    def ratio(a, b):
-        return a / b if a is not None and b else None
-
     targets = []
 
     def target(what, value, limit, better="lower", note=""):
@@ -390,13 +392,13 @@ def table_md(f, targets, machine, alloc_test):
         h, t = lp[keys]["herd"], lp[keys]["textbook"]
         rows.append(f"| Leader path, {keys.lower()} keys (ns/call) | "
                     f"{fmt(h, 1)} | {fmt(t, 1)} | {fmt(go_str, 1)} | "
-                    f"{fmt(h / t if h and t else None, 2, 'x')} | "
-                    f"{fmt(h / go_str if h and go_str else None, 2, 'x')} |")
+                    f"{fmt(ratio(h, t), 2, 'x')} | "
+                    f"{fmt(ratio(h, go_str), 2, 'x')} |")
     for keys in ("Int64", "String"):
         h, t = ins[keys]["herd"], ins[keys]["textbook"]
         rows.append(f"| Leader path, {keys.lower()} keys (instructions/call) "
                     f"| {fmt(h)} | {fmt(t)} | – | "
-                    f"{fmt(h / t if h and t else None, 2, 'x')} | – |")
+                    f"{fmt(ratio(h, t), 2, 'x')} | – |")
     rows.append("| Leader path allocations/call | "
                 f"{fmt(ins['Int64']['herd_allocations'])} | "
                 f"{fmt(ins['Int64']['textbook_allocations'])} | "
@@ -411,8 +413,8 @@ def table_md(f, targets, machine, alloc_test):
             f"({fmt(hk['herd_exec_fraction'], 2)}) | "
             f"{fmt(tb and tb / 1e6, 2)} ({fmt(hk['textbook_exec_fraction'], 2)})"
             f" | {fmt(go and go / 1e6, 2)} ({fmt(hk['go_exec_fraction'], 2)}) "
-            f"| {fmt(h / tb if h and tb else None, 2, 'x')} | "
-            f"{fmt(h / go if h and go else None, 2, 'x')} |")
+            f"| {fmt(ratio(h, tb), 2, 'x')} | "
+            f"{fmt(ratio(h, go), 2, 'x')} |")
     for n in (8, 64, 256):
         s = f["stampede"][n]
         h, tb, go = (s["herd_wake_p50_us"], s["textbook_wake_p50_us"],
@@ -422,15 +424,15 @@ def table_md(f, targets, machine, alloc_test):
             f"executions) | {fmt(h)} ({fmt(s['herd_executions'], 2)}) | "
             f"{fmt(tb)} ({fmt(s['textbook_executions'], 2)}) | "
             f"{fmt(go)} ({fmt(s['go_executions'], 2)}) | "
-            f"{fmt(h / tb if h and tb else None, 2, 'x')} | "
-            f"{fmt(h / go if h and go else None, 2, 'x')} |")
+            f"{fmt(ratio(h, tb), 2, 'x')} | "
+            f"{fmt(ratio(h, go), 2, 'x')} |")
     for t in (1, 2):
         d = f["distinct_keys"][t]
         h, tb = d["herd"], d["textbook"]
         rows.append(f"| Distinct keys, {t} thread{'s' if t > 1 else ''} "
                     f"(M calls/s) | {fmt(h and h / 1e6, 2)} | "
                     f"{fmt(tb and tb / 1e6, 2)} | – | "
-                    f"{fmt(h / tb if h and tb else None, 2, 'x')} | – |")
+                    f"{fmt(ratio(h, tb), 2, 'x')} | – |")
     sc = f["distinct_keys_scaling"]
     rows.append(
         "| Distinct keys, 2 threads ÷ 1 thread (wall clock, all rounds) | "
@@ -465,7 +467,7 @@ def table_md(f, targets, machine, alloc_test):
                 cells.append(fmt(s[key]))
             else:
                 h, fl = s["herd_wake_p50_us"], s["notify_all_wake_p50_us"]
-                cells.append(fmt(h / fl if h and fl else None, 2, "x"))
+                cells.append(fmt(ratio(h, fl), 2, "x"))
         floors.append(f"| {label} | " + " | ".join(cells) + " |")
 
     extra = ["| extra_execution_rate p | " + " | ".join(
