@@ -12,9 +12,10 @@
 // them, not times, against benchmarks/callgrind_baseline.json.
 //
 // Built with -DHERD_CALLGRIND_COUNT_ALLOCATIONS it replaces operator new
-// with a counting version and prints `allocations_per_call=<x>` instead; that
-// build runs without valgrind (its replacement would skew the instruction
-// counts of the cases that allocate).
+// with a counting version (tests/testing/counting_new.h) and prints
+// `allocations_per_call=<x>` instead; that build runs without valgrind (its
+// replacement would skew the instruction counts of the cases that
+// allocate).
 //
 // The cases mirror the single-threaded cases of share_benchmark.cc. Usage:
 //   callgrind_driver --list
@@ -35,6 +36,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "benchmarks/baselines/textbook_singleflight.h"
 #include "herd/share.h"
+
+#if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
+#include "tests/testing/counting_new.h"
+#endif
 
 namespace {
 
@@ -57,42 +62,7 @@ std::vector<std::string> StringKeys(int64_t n) {
   return keys;
 }
 
-// Allocations since the process started; single-threaded when it matters.
-int64_t allocations = 0;
-
 }  // namespace
-
-#if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
-void* operator new(std::size_t n) {
-  ++allocations;
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, std::align_val_t a) {
-  ++allocations;
-  const std::size_t align = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) {
-    return p;
-  }
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n, std::align_val_t a) {
-  return operator new(n, a);
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-#endif  // HERD_CALLGRIND_COUNT_ALLOCATIONS
 
 // The only function callgrind collects in. Not inlined, C linkage: a stable
 // name for --toggle-collect.
@@ -195,14 +165,14 @@ int main(int argc, char** argv) {
   const Case& c = it->second;
   c.setup();
   c.run(n + 1, n / 10 + 1);  // warm-up: tables sized, caches filled
-  const int64_t before = allocations;
+#if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
+  const int64_t before = herd::test::Allocations();
+#endif
   herd_callgrind_measured(&c, 0, n);
 #if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
-  std::printf(
-      "allocations_per_call=%.4f\n",
-      static_cast<double>(allocations - before) / static_cast<double>(n));
-#else
-  (void)before;
+  std::printf("allocations_per_call=%.4f\n",
+              static_cast<double>(herd::test::Allocations() - before) /
+                  static_cast<double>(n));
 #endif
   return 0;
 }

@@ -6,17 +6,14 @@
 // its shared state once (the flight and its std::promise) and nothing per
 // waiter, and once flights end every allocation has been freed.
 //
-// AddressSanitizer replaces operator new and delete itself, and a second
-// replacement would defeat its checks, so under ASan the counters are not
-// built and every test skips.
+// The counting operator new is tests/testing/counting_new.h's. Under a
+// sanitizer, which replaces operator new itself, nothing is counted and
+// every test skips.
 
 #include <atomic>
-#include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <future>
 #include <latch>
-#include <new>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -27,82 +24,16 @@
 #include "gtest/gtest.h"
 #include "herd/errors.h"
 #include "herd/share.h"
+#include "tests/testing/counting_new.h"
 #include "tests/testing/sync.h"
 
-// The sanitizers replace operator new and delete themselves (a second
-// replacement is a duplicate symbol under clang's TSan).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define HERD_ALLOC_TEST_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define HERD_ALLOC_TEST_SANITIZER 1
-#endif
-#endif
-
+namespace herd {
 namespace {
 
 using ::herd::test::AwaitCalls;
 using ::herd::test::Gate;
 
-std::atomic<int64_t> g_allocations{0};
-std::atomic<int64_t> g_deallocations{0};
-
-}  // namespace
-
-#if !defined(HERD_ALLOC_TEST_SANITIZER)
-
-void* operator new(std::size_t n) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, std::align_val_t a) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  const std::size_t align = static_cast<std::size_t>(a);
-  if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) {
-    return p;
-  }
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n, std::align_val_t a) {
-  return operator new(n, a);
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  try {
-    return operator new(n);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  return operator new(n, std::nothrow);
-}
-void operator delete(void* p) noexcept {
-  if (p == nullptr) return;
-  g_deallocations.fetch_add(1, std::memory_order_relaxed);
-  std::free(p);
-}
-void operator delete[](void* p) noexcept { operator delete(p); }
-void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
-void operator delete[](void* p, std::size_t) noexcept { operator delete(p); }
-void operator delete(void* p, std::align_val_t) noexcept { operator delete(p); }
-void operator delete[](void* p, std::align_val_t) noexcept {
-  operator delete(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  operator delete(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  operator delete(p);
-}
-
-#endif  // !HERD_ALLOC_TEST_SANITIZER
-
-namespace herd {
-namespace {
-
-#if defined(HERD_ALLOC_TEST_SANITIZER)
+#if !HERD_TEST_COUNTING_NEW
 #define SKIP_UNDER_SANITIZER()                                         \
   GTEST_SKIP() << "A sanitizer replaces operator new/delete, so this " \
                   "binary cannot count allocations"
@@ -114,11 +45,11 @@ namespace {
 class AllocationCounter {
  public:
   AllocationCounter()
-      : allocations_(g_allocations.load()),
-        deallocations_(g_deallocations.load()) {}
-  int64_t allocations() const { return g_allocations.load() - allocations_; }
+      : allocations_(test::Allocations()),
+        deallocations_(test::Deallocations()) {}
+  int64_t allocations() const { return test::Allocations() - allocations_; }
   int64_t deallocations() const {
-    return g_deallocations.load() - deallocations_;
+    return test::Deallocations() - deallocations_;
   }
 
  private:
