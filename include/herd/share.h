@@ -89,6 +89,7 @@
 #include "herd/errors.h"
 #include "herd/internal/invoke.h"
 #include "herd/internal/mutex.h"
+#include "herd/internal/shards.h"
 
 namespace herd {
 
@@ -502,22 +503,6 @@ class Share {
 
 // ---------------------------------------------------------------------------
 // Implementation details follow.
-
-namespace internal {
-
-template <class T>
-struct IsStdFunction : std::false_type {};
-template <class Sig>
-struct IsStdFunction<std::function<Sig>> : std::true_type {};
-
-inline size_t ShardCount(size_t requested) {
-  size_t n = requested == 0 ? 16 : requested;
-  size_t p = 1;
-  while (p < n && p < (size_t{1} << 16)) p <<= 1;
-  return p;
-}
-
-}  // namespace internal
 
 template <class K, class V, class H, class E>
 Share<K, V, H, E>::Share(ShareOptions options)

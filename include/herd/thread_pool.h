@@ -35,12 +35,13 @@
 
 #include "absl/functional/any_invocable.h"
 #include "herd/bounded_queue.h"
+#include "herd/executor.h"
 
 namespace herd {
 
 class ThreadPool {
  public:
-  using Task = absl::AnyInvocable<void() &&>;
+  using Task = herd::Task;
 
   // Starts `threads` workers. With the default capacity the queue is, in
   // effect, unbounded and Schedule never blocks; with a smaller one,
@@ -80,6 +81,8 @@ class ThreadPool {
   BoundedQueue<Task> queue_;
   std::vector<std::jthread> workers_;
 };
+
+static_assert(Executor<ThreadPool>);
 
 }  // namespace herd
 

@@ -6,6 +6,8 @@
 //   herd::internal::IsLoader<L>      L is invocable as L() or L(stop_token)
 //   herd::internal::LoaderResult<L>  what calling an L returns
 //   herd::internal::InvokeLoader()   calls it, with the token iff it takes one
+//   herd::internal::IsEmptyLoader()  true iff it is an empty std::function,
+//                                    absl::AnyInvocable or a null pointer
 //
 // Every herd component that runs a loader (Share, LoadingCache, the guards in
 // retry.h, circuit_breaker.h, deadline.h, ...) calls it through
@@ -22,6 +24,8 @@
 #include <stop_token>
 #include <type_traits>
 #include <utility>
+
+#include "absl/functional/any_invocable.h"
 
 namespace herd::internal {
 
@@ -48,6 +52,29 @@ LoaderResult<L&&> InvokeLoader(L&& loader, std::stop_token stop) {
     return std::invoke(std::forward<L>(loader), std::move(stop));
   } else {
     return std::invoke(std::forward<L>(loader));
+  }
+}
+
+template <class T>
+struct IsStdFunction : std::false_type {};
+template <class Sig>
+struct IsStdFunction<std::function<Sig>> : std::true_type {};
+template <class T>
+struct IsAnyInvocable : std::false_type {};
+template <class Sig>
+struct IsAnyInvocable<absl::AnyInvocable<Sig>> : std::true_type {};
+
+// True iff `loader` can be tested for emptiness and is empty: an empty
+// std::function or absl::AnyInvocable, or a null function pointer. Callers
+// turn this into std::invalid_argument before registering anything.
+template <class L>
+bool IsEmptyLoader(const L& loader) noexcept {
+  using T = std::remove_cvref_t<L>;
+  if constexpr (IsStdFunction<T>::value || IsAnyInvocable<T>::value ||
+                std::is_pointer_v<T> || std::is_member_pointer_v<T>) {
+    return !loader;
+  } else {
+    return false;
   }
 }
 
