@@ -543,8 +543,13 @@ FetchResult Fleet::Impl::Fetch(
   bool waited = false;
   for (;;) {
     std::stop_token wake = watch.Arm();
+    const Clock::time_point sent = clock.Now();
     ReadResult r = Read(key, token, soft_ms,
                         XFetchFactor(policy.early_refresh_beta), forced);
+    // Redis measured age and PTTL somewhere in the round trip: count the
+    // whole of it against the value, so that a copy kept for expires_in
+    // never outlives Redis's.
+    const nanoseconds trip = clock.Now() - sent;
     switch (r.kind) {
       case ReadResult::kUnavailable:
         return Fallback(load);
@@ -564,9 +569,11 @@ FetchResult Fleet::Impl::Fetch(
         FetchResult result;
         result.source = Source::kRedis;
         result.stale = r.stale;
-        result.age = milliseconds(r.age_ms);
+        result.age = milliseconds(r.age_ms) + trip;
         result.expires_in =
-            r.pttl_ms < 0 ? nanoseconds::max() : milliseconds(r.pttl_ms);
+            r.pttl_ms < 0
+                ? nanoseconds::max()
+                : std::max(nanoseconds::zero(), milliseconds(r.pttl_ms) - trip);
         if (r.stale) Add(n.stale_served);
         if (r.won) {
           Add(n.leases_won);
@@ -619,14 +626,16 @@ bool Fleet::Impl::LoadAndWrite(
     absl::FunctionRef<std::optional<Payload>(bool)> load, nanoseconds* ttl) {
   const Clock::time_point start = clock.Now();
   std::optional<Payload> p;
-  {
-    Hold hold(this, key.lease_key, token);
+  try {
+    Hold hold(this, key.lease_key, token);  // renewed while the load runs
+    p = load(true);  // no connection is held here
+  } catch (...) {
+    // Waiters elsewhere retry at once; the loader's exception goes on.
     try {
-      p = load(true);  // no connection is held here
+      ReleaseLease(key, token);
     } catch (...) {
-      ReleaseLease(key, token);  // waiters elsewhere retry at once
-      throw;
     }
+    throw;
   }
   const nanoseconds took = clock.Now() - start;
   if (!p) {
@@ -646,8 +655,13 @@ bool Fleet::Impl::LoadAndWrite(
                              ? std::string("0")
                              : std::to_string(CeilMillis(p->ttl));
   const std::string message = Message('w', key.value_key);
+  const Clock::time_point sent = clock.Now();
   Reply r = Eval(Script::kWrite, {key.value_key, key.lease_key},
                  {token, tail, px, channel, message});
+  // Redis started the value's TTL somewhere in the round trip.
+  if (p->ttl != nanoseconds::max()) {
+    *ttl = std::max(nanoseconds::zero(), p->ttl - (clock.Now() - sent));
+  }
   if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
     Add(n.write_failures);
     return false;

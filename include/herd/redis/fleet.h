@@ -234,10 +234,12 @@ struct FetchPolicy {
 struct FetchResult {
   Source source = Source::kRedis;
   bool stale = false;  // read past refresh_after (returned at once)
-  // Since the value was written, by Redis's clock (0 unless kRedis).
+  // Since the value was written, by Redis's clock, plus the READ's round
+  // trip (0 unless kRedis).
   std::chrono::nanoseconds age{0};
-  // Until Redis drops the value (nanoseconds::max(): never). For kLoaded and
-  // kLocal, the Payload's ttl.
+  // Until Redis drops the value (nanoseconds::max(): never), less the round
+  // trip of the command that learned it: a copy kept this long from when
+  // Fetch() returns never outlives Redis's. kLocal: the Payload's ttl.
   std::chrono::nanoseconds expires_in = std::chrono::nanoseconds::max();
   // Not empty iff this call won the refresh lease of a stale (or early)
   // value: the caller must pass it to Refresh() or Release().
