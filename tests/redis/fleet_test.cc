@@ -263,6 +263,8 @@ TEST_F(FleetTest, TtlZeroKeepsTheValueAndExpireAfterDecidesPerValue) {
   per_value.Load("drop");  // <= 0: not stored
   EXPECT_EQ(client.Pttl(per_value.RedisKeys("drop").value_key), -2);
   EXPECT_EQ(client.Pttl(per_value.RedisKeys("drop").lease_key), -2);
+  ASSERT_TRUE(per_value.Put("keep", "drop"));  // fleet.h Put(): ttl <= 0 deletes
+  EXPECT_EQ(client.Pttl(per_value.RedisKeys("keep").value_key), -2);
   per_value.Load("other");
   const int64_t pttl = client.Pttl(per_value.RedisKeys("other").value_key);
   EXPECT_GT(pttl, 25000);
@@ -535,6 +537,100 @@ TEST_F(FleetTest, XFetchRefreshesEarlyFromTheStoredLoadTime) {
   ASSERT_TRUE(Eventually([&] { return c.Stats().writes == 1; }));
   EXPECT_EQ(loads.load(), 2);
   EXPECT_EQ(never.Fetch("k").value, "v2");
+}
+
+// fleet.h FleetOptions::wait_limit: "A waiter that has waited this long for
+// another process's load runs the loader itself (a fallback)"; 0: at once.
+TEST_F(FleetTest, AWaiterPastWaitLimitLoadsByItself) {
+  FleetOptions holder_options = Options();
+  holder_options.lease_ttl = seconds(30);
+  Fleet a(holder_options);
+  herd::test::Gate finish;
+  StringTier ta(a, {.name = "w", .ttl = seconds(60)},
+                [&](const std::string&) {
+                  finish.Wait();
+                  return std::string("slow");
+                });
+  auto holder = std::async(std::launch::async, [&] { return ta.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return a.Stats().leases_won == 1; }));
+
+  for (const nanoseconds limit : {nanoseconds(0), nanoseconds(milliseconds(150))}) {
+    FleetOptions o = Options();
+    o.poll_interval = seconds(10);  // only the limit can end the wait
+    o.wait_limit = limit;
+    Fleet b(o);
+    std::atomic<int> loads{0};
+    StringTier tb(b, {.name = "w", .ttl = seconds(60)},
+                  [&](const std::string&) {
+                    ++loads;
+                    return std::string("own");
+                  });
+    const auto t0 = SteadyTime::now();
+    Loaded<std::string> got = tb.Fetch("k");
+    const auto took = SteadyTime::now() - t0;
+    EXPECT_EQ(got.value, "own");
+    EXPECT_EQ(got.source, Source::kLocal);
+    EXPECT_EQ(loads.load(), 1);
+    EXPECT_EQ(b.Stats().fallbacks, 1u);
+    EXPECT_EQ(b.Stats().leases_lost, 1u);
+    EXPECT_GE(took, limit);
+    EXPECT_LT(took, limit + seconds(2));  // nowhere near the 10 s poll
+  }
+  finish.Open();
+  EXPECT_EQ(holder.get(), "slow");
+}
+
+// tier.h TierOptions::executor: a refresh the executor refuses gives its
+// lease back (fleet.h Release()), so the next stale read can refresh.
+TEST_F(FleetTest, ARefreshTheExecutorRefusesReleasesItsLease) {
+  struct Refusing {
+    void Schedule(Task) { throw std::runtime_error("full"); }
+  } refusing;
+  Fleet fleet(Options());
+  std::atomic<int> loads{0};
+  StringTier tier(fleet,
+                  {.name = "q",
+                   .ttl = seconds(60),
+                   .refresh_after = milliseconds(50),
+                   .executor = refusing},
+                  [&](const std::string&) { return "v" + std::to_string(++loads); });
+  EXPECT_EQ(tier.Load("k"), "v1");
+  Client client(server_.port());
+  const KeyRef keys = tier.RedisKeys("k");
+  ASSERT_TRUE(Eventually([&] { return client.Pttl(keys.value_key) < 59900; }));
+  Loaded<std::string> stale = tier.Fetch("k");
+  EXPECT_TRUE(stale.stale);
+  EXPECT_EQ(fleet.Stats().refreshes, 1u);  // won, then could not schedule
+  EXPECT_EQ(client.Pttl(keys.lease_key), -2);
+  EXPECT_TRUE(tier.Fetch("k").stale);
+  EXPECT_EQ(fleet.Stats().refreshes, 2u);  // the lease was free again
+  EXPECT_EQ(loads.load(), 1);
+}
+
+// tier.h: "A failed refresh leaves the stale value; the lease was released,
+// so the next reader past refresh_after tries again."
+TEST_F(FleetTest, AFailedRefreshKeepsTheStaleValueAndTheNextReaderRetries) {
+  Fleet fleet(Options());
+  std::atomic<int> loads{0};
+  StringTier tier(fleet,
+                  {.name = "ff", .ttl = seconds(60), .refresh_after = milliseconds(50)},
+                  [&](const std::string&) -> std::string {
+                    const int n = ++loads;
+                    if (n == 2) throw std::runtime_error("refresh failed");
+                    return "v" + std::to_string(n);
+                  });
+  EXPECT_EQ(tier.Load("k"), "v1");
+  Client client(server_.port());
+  const KeyRef keys = tier.RedisKeys("k");
+  ASSERT_TRUE(Eventually([&] { return client.Pttl(keys.value_key) < 59900; }));
+  EXPECT_EQ(tier.Fetch("k").value, "v1");  // stale; refresh 1 fails
+  ASSERT_TRUE(Eventually([&] {
+    return loads.load() == 2 && client.Pttl(keys.lease_key) == -2;
+  }));
+  EXPECT_EQ(tier.Fetch("k").value, "v1");  // still stale; refresh 2
+  ASSERT_TRUE(Eventually([&] { return fleet.Stats().writes == 2; }));
+  EXPECT_EQ(tier.Fetch("k").value, "v3");
+  EXPECT_EQ(fleet.Stats().refreshes, 2u);
 }
 
 // codec.h: "a reader ... treats the value as foreign (a decode error:

@@ -59,8 +59,9 @@
 // reach Redis runs the loader itself (a *fallback*: the local flight still
 // coalesces the process's threads, so at most one load per process per
 // expiry) and is slowed by at most connect_timeout (only when it must open a
-// connection to a host that does not answer) plus command_timeout; once the
-// breaker opens, by nothing. The breaker's trial calls find Redis back, and
+// connection to a host that does not answer) plus command_timeout (plus, if
+// all pool_size connections are busy, up to command_timeout waiting for
+// one); once the breaker opens, by nothing. The breaker's trial calls find Redis back, and
 // the pool and the subscription reconnect by themselves, with backoff.
 //
 // Redis keys: `<prefix><namespace>:v:<key>` holds a value,
@@ -294,7 +295,8 @@ class Fleet {
 
   // Writes `payload` as the key's value, unconditionally, and deletes the
   // lease (an in-flight load's write is then rejected); every other process
-  // is told. Returns true iff Redis was reached.
+  // is told. A payload whose ttl is <= 0 deletes the value instead
+  // (Invalidate). Returns true iff Redis was reached.
   bool Put(const KeyRef& key, uint64_t tag, const Payload& payload);
 
   // Deletes the value and the lease; every other process is told. Returns

@@ -122,8 +122,10 @@ class Tier {
   Loaded<Value> Fetch(const Key& key);
 
   // Stores `value` as the key's value in Redis now (an in-flight load's
-  // write is then rejected) and tells every other process (Listen()).
+  // write is then rejected) and tells every other process (Listen()); a
+  // value whose ttl (expire_after) is <= 0 deletes the key instead.
   // Returns true iff Redis was reached.
+  // Throws: what the codec's Encode throws (before anything is sent).
   bool Put(const Key& key, const Value& value);
 
   // Deletes the key's value in Redis (an in-flight load's write is then
