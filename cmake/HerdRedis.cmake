@@ -10,6 +10,10 @@ set(HERD_WITH_REDIS AUTO CACHE STRING
 set_property(CACHE HERD_WITH_REDIS PROPERTY STRINGS AUTO ON OFF)
 set(HERD_REDIS_BUILT OFF)
 if(HERD_WITH_REDIS STREQUAL "OFF")
+  if(TARGET herd_stampede_lab)
+    message(FATAL_ERROR "The stampede lab (lab/) needs herd::herd_redis for its Redis "
+      "strategies: configure with -DHERD_BUILD_LAB=OFF, or without HERD_WITH_REDIS=OFF")
+  endif()
   return()
 endif()
 
@@ -18,6 +22,11 @@ if(PKG_CONFIG_FOUND)
   pkg_check_modules(hiredis QUIET IMPORTED_TARGET hiredis)
 endif()
 if(NOT hiredis_FOUND)
+  if(TARGET herd_stampede_lab)
+    message(FATAL_ERROR "The stampede lab (lab/) runs its Redis strategies on hiredis, "
+      "which pkg-config cannot find: install libhiredis-dev (scripts/bootstrap.sh does), "
+      "or configure with -DHERD_BUILD_LAB=OFF")
+  endif()
   if(HERD_WITH_REDIS STREQUAL "ON")
     message(FATAL_ERROR "HERD_WITH_REDIS=ON, but pkg-config cannot find hiredis (libhiredis-dev)")
   endif()
@@ -49,6 +58,11 @@ set_target_properties(herd_redis PROPERTIES
 
 if(HERD_BUILD_TESTS)
   add_subdirectory(tests/redis)
+endif()
+
+# The lab's fleet, local and redis-lock strategies (lab/fleet_lab.cc).
+if(TARGET herd_stampede_lab)
+  target_link_libraries(herd_stampede_lab PUBLIC herd_redis PkgConfig::hiredis)
 endif()
 
 if(HERD_INSTALL)

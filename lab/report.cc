@@ -311,6 +311,7 @@ int Main(const std::vector<std::string>& args, const std::atomic<bool>* stop,
   RunHooks hooks;
   hooks.stop = stop;
   hooks.log = config.json_stdout ? err : out;
+  hooks.args = args;
   const bool bar = config.progress && stderr_is_terminal;
   if (bar) {
     hooks.on_progress = [&config, err](const Progress& p) {
