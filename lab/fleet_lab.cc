@@ -226,8 +226,12 @@ class FleetServer : public Server {
   }
   uint64_t expiries() const override { return 0; }  // counted in Redis
   uint64_t redis_commands() const override { return fleet_.Stats().commands; }
-  void Warm(const std::vector<Row>&,
-            const std::vector<nanoseconds>&) override {}  // Redis is warm
+  // A process that has been running a while has a copy of every row that
+  // Redis has: read them (before the run, so not counted).
+  void Warm(const std::vector<Row>& rows,
+            const std::vector<nanoseconds>&) override {
+    for (size_t key = 0; key < rows.size(); ++key) Serve(static_cast<int>(key));
+  }
 
  private:
   static herd::redis::FleetOptions Options(const RedisEndpoint& redis) {
@@ -276,7 +280,9 @@ class LocalServer : public Server {
   }
   uint64_t expiries() const override { return 0; }
   uint64_t redis_commands() const override { return connections_.commands(); }
-  void Warm(const std::vector<Row>&, const std::vector<nanoseconds>&) override {}
+  void Warm(const std::vector<Row>& rows, const std::vector<nanoseconds>&) override {
+    for (size_t key = 0; key < rows.size(); ++key) Serve(static_cast<int>(key));
+  }
 
  private:
   Database& db_;
@@ -334,7 +340,9 @@ class RedisLockServer : public Server {
   }
   uint64_t expiries() const override { return 0; }
   uint64_t redis_commands() const override { return connections_.commands(); }
-  void Warm(const std::vector<Row>&, const std::vector<nanoseconds>&) override {}
+  void Warm(const std::vector<Row>& rows, const std::vector<nanoseconds>&) override {
+    for (size_t key = 0; key < rows.size(); ++key) Serve(static_cast<int>(key));
+  }
 
  private:
   Database& db_;
@@ -681,7 +689,8 @@ StrategyResult RunInProcesses(Strategy strategy, size_t index,
                               const std::vector<std::string>& args,
                               const Config& c, const Calibration& cal,
                               const Database& db, const RedisEndpoint* redis,
-                              const RunHooks& hooks) {
+                              const RunHooks& hooks,
+                              const std::function<void()>& on_go) {
   const std::string dir = TempDir();
   if (dir.empty()) throw std::runtime_error("cannot create a temporary directory");
   char exe[4096];
@@ -770,6 +779,7 @@ StrategyResult RunInProcesses(Strategy strategy, size_t index,
                                  line.value_or("(no answer)"));
       }
     }
+    if (on_go) on_go();
     const auto start = SteadyClock::now();
     for (Worker& w : workers) WriteLine(w.control, "go");
     // Each worker runs for the configured time, then answers.
@@ -868,10 +878,8 @@ int WorkerMain(const std::vector<std::string>& args, const char* assignment,
     WriteLine(4, "bad assignment");
     return 2;
   }
-  Config c = flags.config;
+  const Config& c = flags.config;
   const uint64_t id = std::strtoull(field("id").c_str(), nullptr, 10);
-  // Each process draws its own keys; warm ages stay the run's.
-  c.seed = c.seed + 0x9e3779b97f4a7c15ull * (id + 1);
   try {
     Database db(c.db_path, c.rows, nullptr);
     db.SetScan(std::strtoll(field("limit").c_str(), nullptr, 10),
@@ -886,13 +894,13 @@ int WorkerMain(const std::vector<std::string>& args, const char* assignment,
                             field("prefix")};
     }
     std::vector<Row> warm;
-    if (!c.cold_start && !IsRedisStrategy(*strategy)) warm = db.Snapshot(c.keys);
+    if (!c.cold_start) warm = db.Snapshot(c.keys);
     std::vector<int64_t> latencies;
     RunHooks hooks;
     hooks.stop = stop;  // Ctrl-C reaches the whole process group
     StrategyResult r = RunStrategy(
         *strategy, std::strtoull(field("index").c_str(), nullptr, 10), c, cal,
-        db, warm, hooks, redis ? &*redis : nullptr, &latencies, [] {
+        db, warm, hooks, redis ? &*redis : nullptr, &latencies, id + 1, [] {
           WriteLine(4, "ready");
           std::string buffer;
           const std::optional<std::string> go =

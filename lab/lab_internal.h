@@ -115,12 +115,14 @@ std::vector<std::chrono::nanoseconds> WarmAges(const Config& c, size_t keys);
 // Redis strategies. `latencies`, when not null, receives every request's
 // latency in nanoseconds (unsorted). `go`, when set, is called once the
 // server is built and warm, just before the workers start (a worker
-// process waits there for the orchestrator's start signal).
+// process waits there for the orchestrator's start signal); the figures
+// count from then on. `process` (0 in a run of one process) gives each
+// worker process keys of its own to draw.
 StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
                            const Calibration& cal, Database& db,
                            const std::vector<Row>& warm, const RunHooks& hooks,
                            const RedisEndpoint* redis,
-                           std::vector<int64_t>* latencies,
+                           std::vector<int64_t>* latencies, uint64_t process = 0,
                            const std::function<void()>& go = nullptr);
 
 // Runs `strategy` in c.processes worker processes (this program, run again
@@ -133,7 +135,8 @@ StrategyResult RunInProcesses(Strategy strategy, size_t index,
                               const Config& c, const Calibration& cal,
                               const Database& db,
                               const RedisEndpoint* redis,
-                              const RunHooks& hooks);
+                              const RunHooks& hooks,
+                              const std::function<void()>& on_go);
 
 // In a worker process: HERD_STAMPEDE_WORKER holds its assignment. Returns
 // the exit status.

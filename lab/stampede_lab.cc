@@ -423,7 +423,7 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
                            const Calibration& cal, Database& db,
                            const std::vector<Row>& warm, const RunHooks& hooks,
                            const RedisEndpoint* redis,
-                           std::vector<int64_t>* latencies,
+                           std::vector<int64_t>* latencies, uint64_t process,
                            const std::function<void()>& go) {
   StrategyResult result;
   result.strategy = strategy;
@@ -433,6 +433,7 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
   if (!warm.empty()) server->Warm(warm, WarmAges(c, warm.size()));
   if (go) go();
   const uint64_t queries_before = db.queries();
+  const uint64_t commands_before = server->redis_commands();
   const uint64_t stalls_before = db.stalls();
   const Zipf zipf(c.keys, c.skew);
 
@@ -453,7 +454,8 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
     w.latencies.reserve(4096);
     // The same seed for every strategy: each sees the same keys in the same
     // order.
-    std::mt19937_64 gen(c.seed * 0x9e3779b97f4a7c15ULL + i);
+    std::mt19937_64 gen(c.seed * 0x9e3779b97f4a7c15ULL + i +
+                        process * 0x100000001b3ULL);
     std::uniform_real_distribution<double> jitter(0.5, 1.5);
     while (!Stopping(hooks)) {
       if (c.requests > 0) {
@@ -517,7 +519,7 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
   server->Drain();
   result.refreshes = server->refreshes();
   result.expiries = server->expiries();
-  result.redis_commands = server->redis_commands();
+  result.redis_commands = server->redis_commands() - commands_before;
   result.queries = db.queries() - queries_before;
   result.stalls = db.stalls() - stalls_before;
   result.interrupted = Stopping(hooks);
@@ -662,21 +664,25 @@ Report RunLab(const Config& config, const RunHooks& hooks) {
           redis->host(), redis->port(),
           "herd-stampede:" + std::to_string(::getpid()) + ":" +
               std::string(StrategyName(s)) + ":"};
-      std::string error;
-      expiries = std::make_unique<internal::ExpiryCounter>(*endpoint, &error);
-      if (!expiries->ok()) throw std::runtime_error("redis: " + error);
       if (!warm.empty()) {
         internal::WarmRedis(s, config, *endpoint, warm,
                             internal::WarmAges(config, warm.size()));
       }
     }
     const RedisEndpoint* r = endpoint ? &*endpoint : nullptr;
+    // Expiries in Redis count from the start of the run, as queries do.
+    auto on_go = [&] {
+      if (r == nullptr) return;
+      std::string error;
+      expiries = std::make_unique<internal::ExpiryCounter>(*r, &error);
+      if (!expiries->ok()) throw std::runtime_error("redis: " + error);
+    };
     StrategyResult result =
         config.processes > 1
             ? internal::RunInProcesses(s, i, hooks.args, config, cal, db, r,
-                                       hooks)
+                                       hooks, on_go)
             : internal::RunStrategy(s, i, config, cal, db, warm, hooks, r,
-                                    nullptr);
+                                    nullptr, 0, on_go);
     if (expiries != nullptr) result.expiries = expiries->count();
     report.results.push_back(result);
     if (report.results.back().interrupted) {
