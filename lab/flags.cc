@@ -170,8 +170,6 @@ ParsedFlags ParseFlags(const std::vector<std::string>& args) {
       Real(0.1, 10000, false, [&c](double v) { c.query_ms = v; })};
   flags["--workers"] = {
       Int(1, 1024, [&c](int64_t v) { c.workers = static_cast<int>(v); })};
-  flags["--processes"] = {
-      Int(1, 64, [&c](int64_t v) { c.processes = static_cast<int>(v); })};
   flags["--keys"] = {
       Int(1, 100000, [&c](int64_t v) { c.keys = static_cast<int>(v); })};
   flags["--skew"] = {Real(0, 5, false, [&c](double v) { c.skew = v; })};
