@@ -28,10 +28,13 @@ TinyLfu::TinyLfu(uint64_t max_weight, uint64_t seed,
       sketch_(seed, options.sketch),
       random_(MixHash(seed ^ 0x5851f42d4c957f2dULL) | 1) {
   assert(max_weight >= 1);
-  const double main_share = 1.0 - std::clamp(options_.initial_window, 0.0, 1.0);
-  const auto main = static_cast<uint64_t>(
-      std::floor(static_cast<long double>(max_weight_) * main_share));
-  SetShares(max_weight_ - std::min(main, max_weight_));
+  // The window's share, rounded to the nearest weight, at least 1 (unless
+  // the share is 0), at most everything.
+  const double share = std::clamp(options_.initial_window, 0.0, 1.0);
+  const long double window = std::round(static_cast<long double>(max_weight_) * share);
+  SetShares(window >= static_cast<long double>(max_weight_)
+                ? max_weight_
+                : std::max<uint64_t>(static_cast<uint64_t>(window), share > 0 ? 1 : 0));
   step_ = -kStepShare * static_cast<double>(max_weight_);
   initial_window_max_ = window_max_;
   SetSketchMemory();

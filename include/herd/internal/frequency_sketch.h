@@ -80,6 +80,7 @@ class FrequencySketch {
   explicit FrequencySketch(uint64_t seed = 0,
                            const FrequencySketchOptions& options = {});
 
+  FrequencySketch(FrequencySketch&&) noexcept = default;
   FrequencySketch(const FrequencySketch&) = delete;
   FrequencySketch& operator=(const FrequencySketch&) = delete;
 
@@ -113,9 +114,11 @@ class FrequencySketch {
   // additions() reaches sample_size().
   void Increment(uint64_t hash) noexcept;
 
-  // Returns the estimated occurrences of `hash` in the recent past: at least
-  // the true count since the last EnsureCapacity() as aged (count-min never
-  // under-estimates), capped at kMaxCount (kMaxCount + 1 with a doorkeeper).
+  // Returns the estimated occurrences of `hash` in the recent past, at most
+  // kMaxCount (kMaxCount + 1 with a doorkeeper). Without a doorkeeper it is
+  // never less than the key's true count since the last EnsureCapacity(),
+  // capped at kMaxCount at each occurrence and halved (rounding down) by
+  // each Age(): count-min never under-estimates.
   int Frequency(uint64_t hash) const noexcept;
 
   // Halves every counter and clears the doorkeeper. Increment() calls it by
