@@ -4,14 +4,17 @@
 // beside exact LRU and Belady's clairvoyant optimum, on synthetic traces
 // generated from a fixed seed (benchmarks/hit_ratio/traces.h).
 //
-//   scripts/hit_ratio.sh     builds this, runs it, writes the table,
-//                            the JSON and the plot
+//   scripts/hit_ratio.sh     builds this, runs it, writes the table
+//                            (benchmarks/results/hit_ratio.md), the JSON
+//                            (benchmarks/results/hit_ratio.json) and the
+//                            plot (docs/hit_ratio.png)
 //   hit_ratio [--keys=N] [--accesses=N] [--seed=N] [--md=FILE]
 //             [--json=FILE] [--plot=FILE.png] [--ablation]
 //
 // Each trace runs at cache sizes of 0.1%, 1% and 10% of its distinct keys.
 // Deterministic: the same flags print the same table.
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
@@ -22,7 +25,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unistd.h>
 #include <vector>
 
 #include "benchmarks/hit_ratio/simulate.h"
@@ -117,6 +119,9 @@ std::vector<Policy> Policies(const Flags& flags) {
     internal::TinyLfuOptions doorkeeper;
     doorkeeper.sketch.doorkeeper = true;
     variant("+dk", "herd with a doorkeeper", doorkeeper);
+    p.push_back({"top-keys", "the most popular keys of the whole trace, known in hindsight, "
+                 "always cached (a frequency-only ideal; not an upper bound)",
+                 [](const Trace& t, uint64_t c) { return TopKeysHits(t, c); }});
   }
   p.push_back({"Belady", "Belady's MIN with bypass: the offline optimum",
                [](const Trace& t, uint64_t c) { return BeladyHits(t, c); }});
@@ -213,27 +218,45 @@ std::vector<Target> Targets(const std::vector<Row>& rows, const std::vector<Poli
   return targets;
 }
 
-std::string Markdown(const std::vector<Row>& rows, const std::vector<Policy>& policies,
-                     const Flags& flags, double seconds) {
+// A markdown table of `rows` with a column for each policy named in
+// `columns` (all of them if empty), herd's in bold, then herd / LRU and the
+// share of the LRU-Belady gap that herd closes.
+std::string Table(const std::vector<Row>& rows, const std::vector<Policy>& policies,
+                  const std::vector<std::string>& columns = {}) {
   const size_t lru = IndexOf(policies, "LRU");
   const size_t herd = IndexOf(policies, "herd");
   const size_t belady = IndexOf(policies, "Belady");
+  std::vector<size_t> shown;
+  for (size_t i = 0; i < policies.size(); ++i) {
+    if (columns.empty() ||
+        std::find(columns.begin(), columns.end(), policies[i].name) != columns.end()) {
+      shown.push_back(i);
+    }
+  }
   std::string md;
   md += "| trace | cache | entries |";
-  for (const Policy& p : policies) md += " " + p.name + " |";
+  for (size_t i : shown) md += " " + policies[i].name + " |";
   md += " herd / LRU | gap closed |\n|---|---:|---:|";
-  for (size_t i = 0; i < policies.size(); ++i) md += "---:|";
+  for (size_t i = 0; i < shown.size(); ++i) md += "---:|";
   md += "---:|---:|\n";
   for (const Row& r : rows) {
     md += Format("| %s | %s | %llu |", r.trace.c_str(), SizeName(r.fraction),
                  static_cast<unsigned long long>(r.capacity));
-    for (size_t i = 0; i < policies.size(); ++i) {
+    for (size_t i : shown) {
       md += i == herd ? Format(" **%.4f** |", r.ratio[i]) : Format(" %.4f |", r.ratio[i]);
     }
     const double closed = GapClosed(r, lru, herd, belady);
-    md += Format(" %.2fx |", r.ratio[herd] / r.ratio[lru]);
+    md += r.ratio[lru] > 0 ? Format(" %.2fx |", r.ratio[herd] / r.ratio[lru])
+                           : std::string(" – |");
     md += std::isnan(closed) ? std::string(" – |\n") : Format(" %.0f%% |\n", 100 * closed);
   }
+  return md;
+}
+
+std::string Markdown(const std::vector<Row>& rows, const std::vector<Policy>& policies,
+                     const std::vector<Row>& extra_rows,
+                     const std::vector<Policy>& extra_policies, const Flags& flags) {
+  std::string md = Table(rows, policies, {"LRU", "herd", "Belady"});
   md += "\nTargets:\n\n";
   for (const Target& t : Targets(rows, policies)) {
     md += Format("- %s %s: %s\n", t.met ? "**met**" : "**missed**", t.what.c_str(),
@@ -257,21 +280,32 @@ std::string Markdown(const std::vector<Row>& rows, const std::vector<Policy>& po
   }
   md += "\nPolicies:\n\n";
   for (const Policy& p : policies) md += "- " + p.name + ": " + p.what + "\n";
+  if (flags.ablation) {
+    md += "\nVariants of herd's policy on the same traces (`--ablation`), to show what "
+          "each departure from plain W-TinyLFU buys:\n\n";
+    md += Table(rows, policies);
+  }
+  if (!extra_rows.empty()) {
+    const Row& r = extra_rows.front();
+    md += "\nBeyond the targets, a recency-biased trace (`" + r.trace + "`: " +
+          r.description + Format("; %zu accesses, %u distinct keys", r.accesses, r.distinct) +
+          "), where frequency misleads and hill climbing has to grow the window; "
+          "`no-climb` is herd with the window fixed at 1%:\n\n";
+    md += Table(extra_rows, extra_policies);
+  }
   md += Format(
-      "\n`gap closed` is (herd - LRU) / (Belady - LRU). Every entry weighs 1; "
-      "a miss adds the key (Add, then Evict), a hit calls RecordAccess. "
-      "Generated by `scripts/hit_ratio.sh` (`hit_ratio --keys=%u --accesses=%zu "
-      "--seed=%llu`) in %.1f s.\n",
-      flags.keys, flags.accesses, static_cast<unsigned long long>(flags.seed), seconds);
+      "\n`gap closed` is (herd - LRU) / (Belady - LRU); `–` where LRU hits nothing. "
+      "Every entry weighs 1; a miss adds the key (Add, then Evict), a hit calls "
+      "RecordAccess. Written by `scripts/hit_ratio.sh`: `hit_ratio --keys=%u "
+      "--accesses=%zu --seed=%llu%s`.\n",
+      flags.keys, flags.accesses, static_cast<unsigned long long>(flags.seed),
+      flags.ablation ? " --ablation" : "");
   return md;
 }
 
-std::string Json(const std::vector<Row>& rows, const std::vector<Policy>& policies,
-                 const Flags& flags) {
-  std::string j = "{\n";
-  j += Format("  \"keys\": %u,\n  \"accesses\": %zu,\n  \"seed\": %llu,\n", flags.keys,
-              flags.accesses, static_cast<unsigned long long>(flags.seed));
-  j += "  \"rows\": [\n";
+// The JSON array of `rows`, indented for the document.
+std::string JsonRows(const std::vector<Row>& rows, const std::vector<Policy>& policies) {
+  std::string j = "[\n";
   for (size_t r = 0; r < rows.size(); ++r) {
     const Row& row = rows[r];
     j += Format(
@@ -285,7 +319,18 @@ std::string Json(const std::vector<Row>& rows, const std::vector<Policy>& polici
     }
     j += r + 1 < rows.size() ? "}},\n" : "}}\n";
   }
-  j += "  ],\n  \"targets\": [\n";
+  return j + "  ]";
+}
+
+std::string Json(const std::vector<Row>& rows, const std::vector<Policy>& policies,
+                 const std::vector<Row>& extra_rows,
+                 const std::vector<Policy>& extra_policies, const Flags& flags) {
+  std::string j = "{\n";
+  j += Format("  \"keys\": %u,\n  \"accesses\": %zu,\n  \"seed\": %llu,\n", flags.keys,
+              flags.accesses, static_cast<unsigned long long>(flags.seed));
+  j += "  \"rows\": " + JsonRows(rows, policies) + ",\n";
+  j += "  \"recency_rows\": " + JsonRows(extra_rows, extra_policies) + ",\n";
+  j += "  \"targets\": [\n";
   const std::vector<Target> targets = Targets(rows, policies);
   for (size_t t = 0; t < targets.size(); ++t) {
     j += Format("    {\"target\": \"%s\", \"measured\": \"%s\", \"met\": %s}%s\n",
@@ -412,17 +457,32 @@ int Main(int argc, char** argv) {
     Run(LoopTrace(flags.keys, loop, 0.2, seed + 5 + s), s, policies, rows);
   }
   all_sizes(ShiftTrace(flags.keys, flags.accesses, 0.9, seed + 8));
+  // Beyond the targets: LRU, herd with and without climbing, Belady.
+  std::vector<Policy> extra_policies;
+  Flags with_variants = flags;
+  with_variants.ablation = true;
+  for (const Policy& p : Policies(with_variants)) {
+    if (p.name == "LRU" || p.name == "herd" || p.name == "no-climb" || p.name == "Belady") {
+      extra_policies.push_back(p);
+    }
+  }
+  std::vector<Row> extra_rows;
+  {
+    const Trace slide = SlideTrace(flags.keys, flags.accesses, 0.9, 4, seed + 9);
+    for (size_t s = 0; s < 3; ++s) Run(slide, s, extra_policies, extra_rows);
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const std::string md = Markdown(rows, policies, flags, seconds);
+  std::fprintf(stderr, "hit_ratio: %.1f s\n", seconds);
+  const std::string md = Markdown(rows, policies, extra_rows, extra_policies, flags);
   std::fputs(md.c_str(), stdout);
   int status = 0;
   if (!flags.md.empty() && !WriteFile(flags.md, md)) {
     std::fprintf(stderr, "hit_ratio: cannot write %s\n", flags.md.c_str());
     status = 1;
   }
-  if (!flags.json.empty() && !WriteFile(flags.json, Json(rows, policies, flags))) {
+  if (!flags.json.empty() && !WriteFile(flags.json, Json(rows, policies, extra_rows, extra_policies, flags))) {
     std::fprintf(stderr, "hit_ratio: cannot write %s\n", flags.json.c_str());
     status = 1;
   }

@@ -188,7 +188,7 @@ void TinyLfu::GrowSketchIfNeeded() noexcept {
 }
 
 uint64_t TinyLfu::climb_sample() const noexcept {
-  return std::max(10 * sketch_.capacity(), options_.min_climb_sample);
+  return std::max(options_.climb_sample_factor * sketch_.capacity(), options_.min_climb_sample);
 }
 
 void TinyLfu::Climb() noexcept {

@@ -98,6 +98,15 @@ TEST(Belady, BoundsEveryPolicyFromAbove) {
   }
 }
 
+TEST(TopKeys, CachesTheMostFrequentKeysFromTheirFirstAccess) {
+  // Key 1 four times, 2 three times, 3 twice, 4 once.
+  const Trace t = FromKeys({1, 2, 3, 1, 2, 4, 1, 3, 2, 1});
+  EXPECT_EQ(TopKeysHits(t, 1), 3u);
+  EXPECT_EQ(TopKeysHits(t, 2), 5u);
+  EXPECT_EQ(TopKeysHits(t, 10), 6u);
+  EXPECT_EQ(TopKeysHits(t, 0), 0u);
+}
+
 TEST(Traces, DensifyNumbersKeysInOrderOfFirstAccess) {
   const Trace t = FromKeys({50, 9, 50, 7, 9, 1000});
   EXPECT_THAT(t.keys, ElementsAre(0, 1, 0, 2, 1, 3));

@@ -6,12 +6,15 @@
 //   PolicyHits(trace, capacity, make_policy)  a policy with the interface
 //                                             of herd::internal::TinyLfu
 //   BeladyHits(trace, capacity)               the offline optimum
+//   TopKeysHits(trace, capacity)              the most popular keys, known
+//                                             in hindsight, always cached
 //
 // Every entry weighs 1, so `capacity` is a number of entries.
 
 #ifndef HERD_BENCHMARKS_HIT_RATIO_SIMULATE_H_
 #define HERD_BENCHMARKS_HIT_RATIO_SIMULATE_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -115,6 +118,25 @@ inline uint64_t BeladyHits(const Trace& trace, uint64_t capacity) {
       cached_by_next.emplace(next[i], key);
     }
   }
+  return hits;
+}
+
+// The hits of a cache that holds, from their first access on, the
+// `capacity` keys accessed most often in the whole trace (ties: the lower
+// key), and nothing else: the best a frequency-only policy with perfect
+// knowledge of the counts could do. Not an upper bound (Belady's is).
+inline uint64_t TopKeysHits(const Trace& trace, uint64_t capacity) {
+  std::vector<uint64_t> count(trace.distinct, 0);
+  for (uint32_t key : trace.keys) ++count[key];
+  std::vector<uint32_t> order(trace.distinct);
+  for (uint32_t k = 0; k < trace.distinct; ++k) order[k] = k;
+  const size_t kept = static_cast<size_t>(std::min<uint64_t>(capacity, trace.distinct));
+  std::partial_sort(order.begin(), order.begin() + kept, order.end(),
+                    [&](uint32_t a, uint32_t b) {
+                      return count[a] != count[b] ? count[a] > count[b] : a < b;
+                    });
+  uint64_t hits = 0;
+  for (size_t i = 0; i < kept; ++i) hits += count[order[i]] - 1;  // first: a miss
   return hits;
 }
 

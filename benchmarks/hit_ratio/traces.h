@@ -11,6 +11,7 @@
 //                       probability `scan_share`
 //   LoopTrace           a cyclic loop, cold keys mixed in
 //   ShiftTrace          Zipf(s) whose hot set moves halfway through
+//   SlideTrace          Zipf(s) whose hot set slides all the time
 //
 // Every generator is deterministic: the same arguments give the same trace
 // on every platform whose libm computes std::pow the same way (the Zipf
@@ -208,6 +209,24 @@ inline Trace ShiftTrace(uint32_t n, size_t accesses, double s, uint64_t seed) {
   t.name = "shift";
   t.description = "Zipf(" + Decimal(s) + ") over " + std::to_string(n) +
                   " keys; the hot set is reshuffled halfway through";
+  Densify(raw, t);
+  return t;
+}
+
+// Zipf(s) over a window of n keys that slides: access i draws rank r and
+// reads key r + i / every, so the most popular key changes every `every`
+// accesses and a key is popular only for a while. Recency pays here, and
+// frequency misleads: the benchmark's extra, recency-biased trace.
+inline Trace SlideTrace(uint32_t n, size_t accesses, double s, uint32_t every,
+                        uint64_t seed) {
+  Rng rng(seed);
+  const ZipfSampler zipf(n, s);
+  std::vector<uint64_t> raw(accesses);
+  for (size_t i = 0; i < accesses; ++i) raw[i] = zipf.Sample(rng) + i / every;
+  Trace t;
+  t.name = "slide";
+  t.description = "Zipf(" + Decimal(s) + ") over " + std::to_string(n) +
+                  " keys that slide by one key every " + std::to_string(every) + " accesses";
   Densify(raw, t);
   return t;
 }

@@ -85,8 +85,11 @@ struct TinyLfuOptions {
   double protected_share = 0.80;
   // Hill climbing of the window's size (false: the window stays as set).
   bool adapt_window = true;
-  // Hill climbing samples max(10 * the sketch's capacity, min_climb_sample)
-  // accesses, so that noise in a small cache's hit ratio does not steer it.
+  // Hill climbing samples max(climb_sample_factor * the sketch's capacity,
+  // min_climb_sample) accesses: long enough for a move of the window to
+  // show in the hit ratio, and for noise in a small cache's hit ratio not
+  // to steer it.
+  uint64_t climb_sample_factor = 10;
   uint64_t min_climb_sample = 8192;
   // The sketch's memory follows the window: it ages every
   //   max_sample_factor * initial window / window
