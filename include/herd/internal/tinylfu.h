@@ -61,6 +61,11 @@
 // weight 0 are never evicted by Evict() (evicting them frees nothing), only
 // by Remove().
 //
+// Memory: 32 bytes of PolicyHook inside each entry (allocated by the cache),
+// plus the sketch: 8 bytes per entry of capacity, sized at construction for
+// min(max_weight, 16384) entries and grown (as entries arrive) up to
+// max_weight entries. Nothing is allocated per operation.
+//
 // Thread safety: none. The caller serializes every call (the cache's policy
 // lock). The policy never calls user code except the two callbacks given to
 // Evict(), under whatever lock the caller holds.
@@ -165,7 +170,8 @@ class TinyLfu {
   // Evicts until weight() <= max_weight(). For each entry it considers
   // evicting, calls `can_evict(PolicyHook*) -> bool`: false means the entry
   // is pinned (a refresh in progress): it is skipped and never evicted by
-  // this call. Each chosen victim is unlinked from the policy (h->queue ==
+  // this call. can_evict may be asked more than once about an entry, and
+  // must give the same answer throughout one call. Each chosen victim is unlinked from the policy (h->queue ==
   // kNone) before `on_evict(PolicyHook*)` is called with it, so on_evict may
   // destroy the entry. Neither callback may call into this policy.
   //
