@@ -12,8 +12,10 @@ packages=(
   bazel-bootstrap bazel-bootstrap-source
   # Compilers and CMake.
   g++ clang libclang-rt-14-dev cmake ninja-build make pkg-config
-  # Libraries: Abseil, GoogleTest/GMock, Google Benchmark, SQLite (the lab).
+  # Libraries: Abseil, GoogleTest/GMock, Google Benchmark; SQLite and
+  # nlohmann-json (the lab).
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
+  nlohmann-json3-dev
   # Tools: valgrind (callgrind counts), gnuplot (lab plots), Go (the
   # singleflight peer benchmark).
   valgrind gnuplot-nox golang-go golang-golang-x-sync-dev
