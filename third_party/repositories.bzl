@@ -116,5 +116,5 @@ _coverage_tools = repository_rule(
 )
 
 def herd_coverage_tools():
-    """@remote_coverage_tools: a stub offline (--config=debian), else the real one."""
+    """@remote_coverage_tools: a stub offline (.bazelrc.debian), else the real one."""
     _maybe(_coverage_tools, name = "remote_coverage_tools")
