@@ -16,6 +16,7 @@
 
 #include "lab/database.h"
 #include "lab/stampede_lab.h"
+#include "nlohmann/json.hpp"
 
 namespace herd::lab {
 namespace {
@@ -52,22 +53,6 @@ const StrategyResult* Find(const Report& report, Strategy s) {
   return nullptr;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      out += Format("\\u%04x", c);
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
 // Is `name` an executable on $PATH?
 bool OnPath(const std::string& name) {
   const char* path = std::getenv("PATH");
@@ -89,8 +74,10 @@ bool OnPath(const std::string& name) {
 void PrintTable(const Report& report, std::FILE* out) {
   const Config& c = report.config;
   const bool stalls = c.stall_every > 0;
-  std::fprintf(out, "\n%d workers, %d keys (Zipf %.2g), TTL %s, ", c.workers,
-               c.keys, c.skew, Latency(c.ttl).c_str());
+  if (c.processes > 1) std::fprintf(out, "\n%d processes x", c.processes);
+  std::fprintf(out, "%s%d workers, %d keys (Zipf %.2g), TTL %s, ",
+               c.processes > 1 ? " " : "\n", c.workers, c.keys, c.skew,
+               Latency(c.ttl).c_str());
   if (c.requests > 0) {
     std::fprintf(out, "%llu requests",
                  static_cast<unsigned long long>(c.requests));
@@ -104,21 +91,36 @@ void PrintTable(const Report& report, std::FILE* out) {
                  Latency(c.stall).c_str());
   }
   std::fprintf(out, "\n\n");
-  std::fprintf(out, "%-14s %9s %8s %9s %8s %8s %8s %8s %8s %8s %7s", "strategy",
-               "requests", "queries", "refreshes", "expiries", "q/expiry",
-               "req/s", "p50", "p99", "max", "errors");
+  // The Redis strategies' column, only when one of them ran.
+  bool redis = false;
+  for (const StrategyResult& r : report.results) {
+    redis |= r.strategy == Strategy::kFleet || r.strategy == Strategy::kLocal ||
+             r.strategy == Strategy::kRedisLock;
+  }
+  std::fprintf(out, "%-14s %9s %8s %9s %8s %8s", "strategy", "requests",
+               "queries", "refreshes", "expiries", "q/expiry");
+  if (redis) std::fprintf(out, " %9s", "redis/exp");
+  std::fprintf(out, " %8s %8s %8s %8s %7s", "req/s", "p50", "p99", "max",
+               "errors");
   if (stalls) std::fprintf(out, " %6s %6s", "stalls", "stuck");
   std::fprintf(out, "\n");
   for (const StrategyResult& r : report.results) {
     const std::string name =
         std::string(StrategyName(r.strategy)) + (r.interrupted ? "*" : "");
-    std::fprintf(out, "%-14s %9llu %8llu %9s %8llu %8s %8.0f %8s %8s %8s %7llu",
-                 name.c_str(), static_cast<unsigned long long>(r.requests),
+    std::fprintf(out, "%-14s %9llu %8llu %9s %8llu %8s", name.c_str(),
+                 static_cast<unsigned long long>(r.requests),
                  static_cast<unsigned long long>(r.queries),
                  r.refreshes > 0 ? std::to_string(r.refreshes).c_str() : "-",
                  static_cast<unsigned long long>(r.expiries),
-                 r.expiries > 0 ? Ratio(r.QueriesPerExpiry()).c_str() : "-",
-                 r.Throughput(), Latency(r.p50).c_str(), Latency(r.p99).c_str(),
+                 r.expiries > 0 ? Ratio(r.QueriesPerExpiry()).c_str() : "-");
+    if (redis) {
+      std::fprintf(out, " %9s",
+                   r.redis_commands > 0 && r.expiries > 0
+                       ? Format("%.1f", r.RedisCommandsPerExpiry()).c_str()
+                       : "-");
+    }
+    std::fprintf(out, " %8.0f %8s %8s %8s %7llu", r.Throughput(),
+                 Latency(r.p50).c_str(), Latency(r.p99).c_str(),
                  Latency(r.max).c_str(),
                  static_cast<unsigned long long>(r.errors));
     if (stalls) {
@@ -136,6 +138,11 @@ void PrintTable(const Report& report, std::FILE* out) {
   std::fprintf(out,
                "\nq/expiry: database queries run for misses, per lapse of a "
                "key's cached value that a request found\n");
+  if (redis) {
+    std::fprintf(out,
+                 "redis/exp: Redis commands the strategy sent, all processes "
+                 "together, per lapse of a row in Redis\n");
+  }
   if (refreshes) {
     std::fprintf(out,
                  "refreshes: queries run ahead of expiry, off the request "
@@ -169,6 +176,26 @@ std::string Verdict(const Report& report) {
         none->Throughput(), Latency(share->p99).c_str(),
         Latency(none->p99).c_str());
   }
+  const StrategyResult* fleet = Find(report, Strategy::kFleet);
+  const StrategyResult* local = Find(report, Strategy::kLocal);
+  const StrategyResult* lock = Find(report, Strategy::kRedisLock);
+  if (fleet != nullptr && fleet->expiries > 0 && fleet->redis_commands > 0) {
+    v += Format("verdict: fleet: %s queries and %.1f Redis commands per expiry",
+                Ratio(fleet->QueriesPerExpiry()).c_str(),
+                fleet->RedisCommandsPerExpiry());
+    if (local != nullptr && local->expiries > 0) {
+      v += Format("; local: %s queries", Ratio(local->QueriesPerExpiry()).c_str());
+    }
+    if (lock != nullptr && lock->expiries > 0) {
+      v += Format(";\n         redis-lock: %s queries but %.0f Redis commands "
+                  "per expiry (%.0fx fleet's)",
+                  Ratio(lock->QueriesPerExpiry()).c_str(),
+                  lock->RedisCommandsPerExpiry(),
+                  lock->RedisCommandsPerExpiry() /
+                      fleet->RedisCommandsPerExpiry());
+    }
+    v += "\n";
+  }
   if (report.config.stall_every > 0) {
     std::string stuck;
     for (const StrategyResult& r : report.results) {
@@ -187,54 +214,67 @@ std::string Verdict(const Report& report) {
 }
 
 std::string ToJson(const Report& report) {
+  using Json = nlohmann::ordered_json;  // keys in the order written here
   const Config& c = report.config;
   const Calibration& cal = report.calibration;
-  std::string j = "{\n";
-  j += Format(
-      "  \"config\": {\"workers\": %d, \"keys\": %d, \"skew\": %g, "
-      "\"ttl_ms\": %g, \"duration_ms\": %g, \"requests\": %llu, "
-      "\"think_ms\": %g, \"query_ms\": %g, \"seed\": %llu, "
-      "\"extra_rate\": %g, \"refresh_after\": %g, \"beta\": %g, "
-      "\"stall_every\": %llu, \"stall_ms\": %g},\n",
-      c.workers, c.keys, c.skew, c.ttl.count(), c.duration.count(),
-      static_cast<unsigned long long>(c.requests), c.think.count(), c.query_ms,
-      static_cast<unsigned long long>(c.seed), c.extra_rate, c.refresh_after,
-      c.beta, static_cast<unsigned long long>(c.stall_every), c.stall.count());
-  j += "  \"database\": {\"path\": " + JsonString(cal.db_path) +
-       Format(
-           ", \"rows\": %lld, \"built\": %s, \"scan_rows\": %lld, "
-           "\"query_ms\": %.3f, \"wait_ms\": %.3f, "
-           "\"max_flight_age_ms\": %.3f, \"deadline_ms\": %.3f},\n",
-           static_cast<long long>(cal.rows), cal.built ? "true" : "false",
-           static_cast<long long>(cal.scan_rows), cal.query_time.count(),
-           cal.wait.count(), cal.max_flight_age.count(), cal.deadline.count());
-  j += "  \"strategies\": [";
-  for (size_t i = 0; i < report.results.size(); ++i) {
-    const StrategyResult& r = report.results[i];
-    j += i == 0 ? "\n" : ",\n";
-    j += Format(
-        "    {\"strategy\": \"%s\", \"requests\": %llu, \"queries\": %llu, "
-        "\"refreshes\": %llu, \"expiries\": %llu, "
-        "\"queries_per_expiry\": %.4f, \"throughput\": %.1f, "
-        "\"p50_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, "
-        "\"errors\": %llu, \"stalls\": %llu, \"stuck\": %llu, "
-        "\"elapsed_ms\": %.1f, "
-        "\"interrupted\": %s}",
-        std::string(StrategyName(r.strategy)).c_str(),
-        static_cast<unsigned long long>(r.requests),
-        static_cast<unsigned long long>(r.queries),
-        static_cast<unsigned long long>(r.refreshes),
-        static_cast<unsigned long long>(r.expiries), r.QueriesPerExpiry(),
-        r.Throughput(), r.p50.count(), r.p99.count(), r.max.count(),
-        static_cast<unsigned long long>(r.errors),
-        static_cast<unsigned long long>(r.stalls),
-        static_cast<unsigned long long>(r.stuck), r.elapsed.count(),
-        r.interrupted ? "true" : "false");
+  Json j;
+  j["config"] = {
+      {"workers", c.workers},
+      {"processes", c.processes},
+      {"redis", c.redis},
+      {"keys", c.keys},
+      {"skew", c.skew},
+      {"ttl_ms", c.ttl.count()},
+      {"duration_ms", c.duration.count()},
+      {"requests", c.requests},
+      {"think_ms", c.think.count()},
+      {"query_ms", c.query_ms},
+      {"seed", c.seed},
+      {"extra_rate", c.extra_rate},
+      {"refresh_after", c.refresh_after},
+      {"beta", c.beta},
+      {"stall_every", c.stall_every},
+      {"stall_ms", c.stall.count()},
+  };
+  j["database"] = {
+      {"path", cal.db_path},
+      {"rows", cal.rows},
+      {"built", cal.built},
+      {"scan_rows", cal.scan_rows},
+      {"query_ms", cal.query_time.count()},
+      {"wait_ms", cal.wait.count()},
+      {"max_flight_age_ms", cal.max_flight_age.count()},
+      {"deadline_ms", cal.deadline.count()},
+  };
+  Json strategies = Json::array();
+  for (const StrategyResult& r : report.results) {
+    strategies.push_back({
+        {"strategy", StrategyName(r.strategy)},
+        {"requests", r.requests},
+        {"queries", r.queries},
+        {"refreshes", r.refreshes},
+        {"expiries", r.expiries},
+        {"queries_per_expiry", r.QueriesPerExpiry()},
+        {"redis_commands", r.redis_commands},
+        {"redis_commands_per_expiry", r.RedisCommandsPerExpiry()},
+        {"throughput", r.Throughput()},
+        {"p50_ms", r.p50.count()},
+        {"p99_ms", r.p99.count()},
+        {"max_ms", r.max.count()},
+        {"errors", r.errors},
+        {"stalls", r.stalls},
+        {"stuck", r.stuck},
+        {"elapsed_ms", r.elapsed.count()},
+        {"interrupted", r.interrupted},
+    });
   }
-  j += "\n  ],\n";
-  j += Format("  \"interrupted\": %s\n}\n",
-              report.interrupted ? "true" : "false");
-  return j;
+  j["strategies"] = std::move(strategies);
+  j["interrupted"] = report.interrupted;
+  // A path need not be UTF-8: bytes that are not are written as U+FFFD
+  // rather than throwing.
+  return j.dump(2, ' ', /*ensure_ascii=*/false,
+                Json::error_handler_t::replace) +
+         "\n";
 }
 
 std::string Plot(const Report& report, const std::string& path) {

@@ -14,7 +14,7 @@
 //   herd::lab::RunLab       builds/reuses the database, calibrates the query,
 //                           runs the workload once per strategy -> Report
 //   herd::lab::PrintTable   the table and verdict a person reads
-//   herd::lab::ToJson       the same figures for scripts
+//   herd::lab::ToJson       the same figures for scripts (nlohmann-json)
 //   herd::lab::Main         the whole program; returns its exit status
 //
 // The workload: `workers` threads of a herd::ThreadPool play a server. Each
@@ -131,7 +131,10 @@ struct ParsedFlags {
   std::string error;  // empty iff the flags are valid
 };
 
-// Parses `args` (argv without argv[0]): --name=value or --name value.
+// Parses `args` (argv without argv[0]): --name=value or --name value (a
+// boolean flag alone means true). The flags are absl flags (lab/flags.cc)
+// that each call first resets to their defaults: call it from one thread at
+// a time.
 ParsedFlags ParseFlags(const std::vector<std::string>& args);
 
 // The --help text.
