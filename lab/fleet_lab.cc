@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -620,23 +621,56 @@ LabRedis::~LabRedis() {
 // --- ExpiryCounter ------------------------------------------------------------------
 
 struct ExpiryCounter::State {
+  RedisEndpoint redis;
   ContextPtr context;
   int wake = -1;
-  std::string prefix;
-  std::atomic<uint64_t> count{0};
   std::thread thread;
+
+  std::mutex mu;  // protects the members below
+  std::condition_variable marked;
+  uint64_t count = 0;
+  uint64_t marker_seen = 0;     // the last marker the thread read
+  uint64_t count_at_marker = 0;
+  uint64_t next_marker = 0;
+  uint64_t base = 0;            // count at Start()'s marker
+  uint64_t missing_at_start = 0;
 };
+
+namespace {
+
+constexpr char kExpiredChannel[] = "__keyevent@0__:expired";
+constexpr char kMarker[] = "herd-stampede-marker:";
+
+// Counts the missing keys and publishes the marker in one step: no key
+// lapses in between (Redis runs a script atomically, and expires the keys
+// it touches, with their events, before the marker).
+constexpr char kMarkScript[] = R"lua(
+local missing = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then missing = missing + 1 end
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return missing
+)lua";
+
+}  // namespace
+
+std::string ValueKey(Strategy s, const RedisEndpoint& redis, int key) {
+  if (s == Strategy::kFleet) {
+    return redis.prefix + "lab:v:" + std::to_string(key);  // Fleet::KeysFor
+  }
+  return PlainKey(redis, "v", key);
+}
 
 ExpiryCounter::ExpiryCounter(const RedisEndpoint& redis, std::string* error)
     : state_(std::make_unique<State>()) {
-  state_->prefix = redis.prefix;
+  state_->redis = redis;
   state_->context = Connect(redis.host, redis.port);
   if (state_->context == nullptr) {
     *error = "cannot connect to Redis to count expiries";
     return;
   }
-  ReplyPtr r = Command(state_->context.get(),
-                       {"SUBSCRIBE", "__keyevent@0__:expired"});
+  ReplyPtr r = Command(state_->context.get(), {"SUBSCRIBE", kExpiredChannel});
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY) {
     *error = "cannot subscribe to Redis's expired events";
     state_->context.reset();
@@ -651,13 +685,20 @@ ExpiryCounter::ExpiryCounter(const RedisEndpoint& redis, std::string* error)
       while (redisGetReplyFromReader(c, &raw) == REDIS_OK && raw != nullptr) {
         ReplyPtr m(static_cast<redisReply*>(raw));
         raw = nullptr;
-        if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
-            m->element[2]->type == REDIS_REPLY_STRING) {
-          const std::string_view key(m->element[2]->str, m->element[2]->len);
-          if (key.starts_with(s->prefix) &&
-              key.find(":v:") != std::string_view::npos) {
-            s->count.fetch_add(1, std::memory_order_relaxed);
-          }
+        if (m->type != REDIS_REPLY_ARRAY || m->elements != 3 ||
+            m->element[2]->type != REDIS_REPLY_STRING) {
+          continue;
+        }
+        const std::string_view key(m->element[2]->str, m->element[2]->len);
+        std::lock_guard<std::mutex> lock(s->mu);
+        if (key.starts_with(kMarker)) {
+          s->marker_seen = std::strtoull(
+              std::string(key.substr(sizeof kMarker - 1)).c_str(), nullptr, 10);
+          s->count_at_marker = s->count;
+          s->marked.notify_all();
+        } else if (key.starts_with(s->redis.prefix) &&
+                   key.find(":v:") != std::string_view::npos) {
+          ++s->count;
         }
       }
       pollfd fds[2] = {{c->fd, POLLIN, 0}, {s->wake, POLLIN, 0}};
@@ -679,8 +720,43 @@ ExpiryCounter::~ExpiryCounter() {
 
 bool ExpiryCounter::ok() const { return state_->thread.joinable(); }
 
-uint64_t ExpiryCounter::count() const {
-  return state_->count.load(std::memory_order_relaxed);
+uint64_t ExpiryCounter::Mark(const std::vector<std::string>& keys) {
+  uint64_t marker;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    marker = ++state_->next_marker;
+  }
+  ContextPtr c = Connect(state_->redis.host, state_->redis.port);
+  if (c == nullptr) throw std::runtime_error("redis: cannot mark the run");
+  std::vector<std::string> argv = {"EVAL", kMarkScript,
+                                   std::to_string(keys.size())};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.push_back(kExpiredChannel);
+  argv.push_back(kMarker + std::to_string(marker));
+  ReplyPtr r = Command(c.get(), argv);
+  if (r == nullptr || r->type != REDIS_REPLY_INTEGER) {
+    throw std::runtime_error("redis: cannot mark the run");
+  }
+  std::unique_lock<std::mutex> lock(state_->mu);
+  if (!state_->marked.wait_for(lock, std::chrono::seconds(10), [&] {
+        return state_->marker_seen >= marker;
+      })) {
+    throw std::runtime_error("redis: the expiry count lost its subscription");
+  }
+  return static_cast<uint64_t>(r->integer);
+}
+
+void ExpiryCounter::Start(const std::vector<std::string>& value_keys) {
+  const uint64_t missing = Mark(value_keys);
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->base = state_->count_at_marker;
+  state_->missing_at_start = missing;
+}
+
+uint64_t ExpiryCounter::Finish() {
+  Mark({});
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->count_at_marker - state_->base + state_->missing_at_start;
 }
 
 // --- Processes ------------------------------------------------------------------------

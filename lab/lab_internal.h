@@ -81,21 +81,34 @@ class LabRedis {
   std::string dir_;
 };
 
-// Counts "expired" keyspace events of value keys under a prefix while it
-// lives: each is one lapse of a value in Redis (a value that expired while
-// nobody asked for it counts too; the lab's keys are all asked for
-// constantly).
+// Counts the lapses of a run's rows in Redis, from its "expired" keyspace
+// events: each is one lapse (a row that expired while nobody asked for it
+// counts too; the lab's keys are all asked for constantly).
 class ExpiryCounter {
  public:
+  // Subscribes. ok() tells whether it could.
   ExpiryCounter(const RedisEndpoint& redis, std::string* error);
   ~ExpiryCounter();
   bool ok() const;
-  uint64_t count() const;
+
+  // The run starts: in one step in Redis (a script), counts the rows of
+  // `value_keys` missing now (each a lapse whose query comes after the
+  // start) and marks the event stream, so that every lapse before the
+  // start is left out and every one after it is counted. Throws
+  // std::runtime_error if Redis does not answer.
+  void Start(const std::vector<std::string>& value_keys);
+  // The run ended: the lapses since Start(), those missing at the start
+  // included.
+  uint64_t Finish();
 
  private:
   struct State;
+  uint64_t Mark(const std::vector<std::string>& keys);
   std::unique_ptr<State> state_;
 };
+
+// The Redis key that holds `key`'s row for strategy `s`.
+std::string ValueKey(Strategy s, const RedisEndpoint& redis, int key);
 
 std::unique_ptr<Server> MakeRedisServer(Strategy s, const Config& c,
                                         Database& db,

@@ -670,12 +670,19 @@ Report RunLab(const Config& config, const RunHooks& hooks) {
       }
     }
     const RedisEndpoint* r = endpoint ? &*endpoint : nullptr;
-    // Expiries in Redis count from the start of the run, as queries do.
-    auto on_go = [&] {
-      if (r == nullptr) return;
+    if (r != nullptr) {
       std::string error;
       expiries = std::make_unique<internal::ExpiryCounter>(*r, &error);
       if (!expiries->ok()) throw std::runtime_error("redis: " + error);
+    }
+    // Expiries in Redis count from the start of the run, as queries do.
+    auto on_go = [&] {
+      if (r == nullptr) return;
+      std::vector<std::string> keys;
+      for (int key = 0; key < config.keys; ++key) {
+        keys.push_back(internal::ValueKey(s, *r, key));
+      }
+      expiries->Start(keys);
     };
     StrategyResult result =
         config.processes > 1
@@ -683,7 +690,7 @@ Report RunLab(const Config& config, const RunHooks& hooks) {
                                        hooks, on_go)
             : internal::RunStrategy(s, i, config, cal, db, warm, hooks, r,
                                     nullptr, 0, on_go);
-    if (expiries != nullptr) result.expiries = expiries->count();
+    if (expiries != nullptr) result.expiries = expiries->Finish();
     report.results.push_back(result);
     if (report.results.back().interrupted) {
       report.interrupted = true;
