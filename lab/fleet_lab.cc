@@ -894,6 +894,12 @@ StrategyResult RunInProcesses(Strategy strategy, size_t index,
       int status = 0;
       ::waitpid(w.pid, &status, 0);
       w.pid = -1;
+      // A worker that said "done" and then failed (a sanitizer's report at
+      // exit, say) fails the run.
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        throw std::runtime_error("a worker process failed at exit (status " +
+                                 std::to_string(status) + ")");
+      }
       std::ifstream in(w.out, std::ios::binary);
       uint64_t requests, errors, queries, refreshes, expiries, stalls, redis_commands,
           interrupted, count;
