@@ -72,6 +72,8 @@ TEST_F(FleetCacheTest, LocalCopyAnswersWithoutRedisUntilItTurnsStale) {
                       ++loads;
                       return "v:" + k;
                     });
+  // fleet_cache.h: the first subscription drops what was loaded before it.
+  ASSERT_TRUE(Eventually([&] { return fleet.Stats().subscribed; }));
   EXPECT_EQ(cache.Get("k"), "v:k");
   const uint64_t commands = fleet.Stats().commands;
   for (int i = 0; i < 100; ++i) EXPECT_EQ(cache.Get("k"), "v:k");
@@ -89,6 +91,7 @@ TEST_F(FleetCacheTest, LocalCopyExpiresWithTheRedisCopy) {
                     [&](const std::string& k) {
                       return k + std::to_string(++loads);
                     });
+  ASSERT_TRUE(Eventually([&] { return fleet.Stats().subscribed; }));
   EXPECT_EQ(cache.Get("k"), "k1");
   Client client(server_.port());
   const std::string value_key = cache.tier().RedisKeys("k").value_key;

@@ -34,7 +34,8 @@
 // process, whose local copy of the key is dropped within 100 ms (pub/sub;
 // herd::redis::FleetStats::invalidations_received counts them). When the
 // subscription was lost (Redis restarted, the network broke), every local
-// copy is dropped once it is back, since messages may have been missed.
+// copy is dropped once it is back, since messages may have been missed;
+// so are the copies loaded before a new Fleet's first subscription.
 //
 // Thread safety: FleetCache has internal synchronization and may be safely
 // accessed concurrently from multiple threads. No lock is held while the
