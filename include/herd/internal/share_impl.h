@@ -369,7 +369,7 @@ class ShareCore {
 
   // DoAsync's join: the heap flight of `probe`'s current flight, or nullptr
   // when there is none or it is too old. Counts the call unless it returns
-  // nullptr. Throws as ShareLocked().
+  // nullptr. Throws what Eq throws, and as ShareLocked().
   HeapFlight* JoinAsyncLocked(Shard& shard, const Probe& probe,
                               Clock::time_point now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
@@ -519,11 +519,12 @@ template <class K, class V, class H, class E>
 auto ShareCore<K, V, H, E>::JoinAsyncLocked(Shard& shard, const Probe& probe,
                                             Clock::time_point now)
     -> HeapFlight* {
+  ++shard.calls;  // also when the lookup or the move to the heap throws
   auto it = shard.flights.find(probe);
   if (it == shard.flights.end() || TooOldLocked(it->flight, now)) {
+    --shard.calls;  // counted when it registers its flight instead
     return nullptr;
   }
-  ++shard.calls;
   return ShareLocked(shard, *it);
 }
 
