@@ -3,7 +3,7 @@
 #
 #   scripts/test.sh              bootstrap, then the steps bazel cmake consumer
 #   scripts/test.sh STEP...      bootstrap, then only these steps, in order
-#   scripts/test.sh all          bazel cmake consumer asan tsan callgrind
+#   scripts/test.sh all          bazel cmake consumer asan tsan callgrind fuzz
 #                                (what CI runs)
 #
 # Steps (each logs to build/logs/STEP.log; CMake trees are build/STEP):
@@ -17,6 +17,9 @@
 #   callgrind instruction counts of Share's single-threaded paths against
 #             benchmarks/callgrind_baseline.json: the performance regression
 #             check (exact counts, not times, so it holds on a busy machine)
+#   fuzz      clang + libFuzzer + ASan: fuzz/share_fuzzer for
+#             HERD_FUZZ_SECONDS (default 60) from fuzz/corpus/share; what it
+#             finds goes to build/fuzz/, the committed corpus is not changed
 #
 # Environment: CI=true turns warnings into errors (Bazel --config=ci, CMake
 # HERD_WERROR). HERD_JOBS sets the parallelism (default: all cores).
@@ -113,6 +116,20 @@ step_callgrind() {
   python3 "$ROOT/benchmarks/callgrind_check.py"
 }
 
+step_fuzz() {
+  cmake_build fuzz -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHERD_SANITIZER= \
+    -DHERD_BUILD_FUZZERS=ON -DHERD_BUILD_TESTS=OFF \
+    -DHERD_BUILD_BENCHMARKS=OFF -DHERD_BUILD_EXAMPLES=OFF \
+    -DHERD_BUILD_LAB=OFF -DHERD_INSTALL=OFF
+  local corpus=$BUILD/fuzz/corpus/share
+  mkdir -p "$corpus"
+  # New inputs go to the first directory; the second only seeds the run.
+  "$BUILD/fuzz/fuzz/share_fuzzer" -max_total_time="${HERD_FUZZ_SECONDS:-60}" \
+    -timeout=30 -print_final_stats=1 -artifact_prefix="$BUILD/fuzz/" \
+    "$corpus" "$ROOT/fuzz/corpus/share"
+}
+
 describe() {
   case "$1" in
     callgrind) echo "instruction counts vs benchmarks/callgrind_baseline.json" ;;
@@ -121,6 +138,7 @@ describe() {
     consumer) echo "cmake --install + find_package(herd) consumer" ;;
     asan) echo "CMake + ctest, AddressSanitizer + leak checking (g++)" ;;
     tsan) echo "CMake + ctest, ThreadSanitizer (clang, -Wthread-safety)" ;;
+    fuzz) echo "libFuzzer: fuzz/share_fuzzer for ${HERD_FUZZ_SECONDS:-60} s (clang, ASan)" ;;
   esac
 }
 
@@ -145,6 +163,11 @@ count() {
       ;;
     callgrind)
       if grep -q '^callgrind check passed$' "$log"; then echo "1 0"; else echo "0 1"; fi
+      return
+      ;;
+    fuzz)
+      # libFuzzer's last line on a clean run: "Done 123456 runs in 60 second(s)"
+      if grep -qE '^Done [0-9]+ runs in [0-9]+ second' "$log"; then echo "1 0"; else echo "0 1"; fi
       return
       ;;
     *)
@@ -173,8 +196,8 @@ steps=()
 for arg in "${@:-default}"; do
   case "$arg" in
     default) steps+=(bazel cmake consumer) ;;
-    all) steps+=(bazel cmake consumer asan tsan callgrind) ;;
-    bazel | cmake | consumer | asan | tsan | callgrind) steps+=("$arg") ;;
+    all) steps+=(bazel cmake consumer asan tsan callgrind fuzz) ;;
+    bazel | cmake | consumer | asan | tsan | callgrind | fuzz) steps+=("$arg") ;;
     *)
       echo "test.sh: unknown step '$arg'" >&2
       usage >&2
