@@ -45,15 +45,17 @@
 // refusals are herd::Error subclasses (herd/errors.h). Any other failure of a
 // call (std::bad_alloc from herd's own allocations, or what the Key's Eq or
 // copy constructor throws) is thrown to that caller alone, with no flight
-// registered or changed by it and no other caller affected; the Share stays
-// usable. herd allocates, copies the key and the loader, and builds the
-// exceptions it hands out before the first change others can see; the flight
-// map (an absl::flat_hash_set) is grown by herd on a new table, before an
-// insert could need memory. Every caller receives its own copy of the value:
-// a copy constructor that throws fails that caller alone. A Value whose move
-// constructor throws fails the flight with that exception (or, under
-// ThreadSanitizer, whose std::call_once does not recover from a throw, may
-// hang it): wrap such a Value in a std::shared_ptr.
+// registered or changed by it and no other caller affected, and the Share
+// stays usable; the two exceptions are a DoAsync whose flight was already
+// registered, which ends that flight (see DoAsync), and CancelAll, which
+// stops part-way (see there). herd allocates, copies the key and the loader,
+// and builds the exceptions it hands out before the first change others can
+// see; the flight map (an absl::flat_hash_set) is grown by herd on a new
+// table, before an insert could need memory. Every caller receives its own
+// copy of the value: a copy constructor that throws fails that caller alone.
+// A Value whose move constructor throws fails the flight with that exception
+// (or, under ThreadSanitizer, whose std::call_once does not recover from a
+// throw, may hang it): wrap such a Value in a std::shared_ptr.
 //
 // Deadlocks: a loader that calls Do() on the Share running it, for the key it
 // is loading, on the same thread, gets herd::RecursiveCall. Cycles through
@@ -205,9 +207,10 @@ class Share {
   //   * runs it and then throws: the run decides the flight; DoAsync
   //     rethrows the exception.
   // If memory for the task runs out after the flight was registered, the
-  // flight ends with std::bad_alloc and DoAsync throws it. In every case the
-  // flight ends exactly once, and its loader copy is destroyed before its
-  // callers are woken.
+  // flight (and any caller that joined it meanwhile) ends with
+  // std::bad_alloc and DoAsync throws it. In every case the flight ends
+  // exactly once, and its loader copy is destroyed before its callers are
+  // woken.
   // Throws: std::invalid_argument for an empty loader; what Schedule throws
   // (above); see "Exception safety" above for the rest.
   template <class Loader, Executor Exec>
