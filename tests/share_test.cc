@@ -861,7 +861,7 @@ TEST(Share, DestructorWaitsForATaskTheExecutorStillHolds) {
   std::latch destroying(1);
   std::atomic<bool> share_gone{false};
   struct Owner {
-    explicit Owner(std::latch* l) : canary(l) {}
+    explicit Owner(std::latch* l) : canary{l} {}
     Share<TrackedKey, int> share;
     struct Canary {  // destroyed first: ~Owner has begun
       ~Canary() { latch->count_down(); }

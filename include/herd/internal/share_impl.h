@@ -808,6 +808,8 @@ std::shared_future<V> ShareCore<K, V, H, E>::RunAsync(const K& key,
     owned->stop = std::stop_source();
   }
   AsyncFlight<Stored>* flight = owned.get();
+  std::stop_token stop;  // taken under the lock: once the flight is
+                         // registered, a joiner may give it a stop state
   {
     MutexLock lock(&shard.mu);
     // Someone may have registered the key while the lock was released.
@@ -825,12 +827,12 @@ std::shared_future<V> ShareCore<K, V, H, E>::RunAsync(const K& key,
     }
     flight->refs.store(1, std::memory_order_relaxed);  // the execution's
     StartLocked(shard, flight, now);
+    stop = flight->stop.get_token();
     owned.release();
   }
-  std::shared_future<V> future = flight->future;
-  ScheduleOnce(
-      executor, &tasks_,
-      AsyncBody<Stored>(this, &shard, flight, flight->stop.get_token()));
+  std::shared_future<V> future = flight->future;  // const: no lock needed
+  ScheduleOnce(executor, &tasks_,
+               AsyncBody<Stored>(this, &shard, flight, std::move(stop)));
   return future;
 }
 
