@@ -23,12 +23,6 @@
 // invocable as `Value()` or `Value(std::stop_token)`; the token reports
 // stop_requested() once the flight is cancelled (Cancel, CancelAll).
 //
-// Cost: a flight nobody joins lives on its leader's stack and the map refers
-// to the leader's own key: no allocation, no copy of the key. The first
-// second party (a waiter, an extra execution, an async caller) moves it to
-// the heap, with its own copy of the key and a std::promise whose
-// std::shared_future every waiter blocks on (each on its own copy).
-//
 // Thread safety: Share has internal synchronization and may be safely
 // accessed concurrently from multiple threads. No lock is held while a
 // loader, an executor or any other user code runs, with one exception: the
@@ -56,6 +50,12 @@
 // A Value whose move constructor throws fails the flight with that exception
 // (or, under ThreadSanitizer, whose std::call_once does not recover from a
 // throw, may hang it): wrap such a Value in a std::shared_ptr.
+//
+// Cost: a flight nobody joins lives on its leader's stack and the map refers
+// to the leader's own key: no allocation, no copy of the key. The first
+// second party (a waiter, an extra execution, an async caller) moves it to
+// the heap, with its own copy of the key and a std::promise whose
+// std::shared_future every waiter blocks on (each on its own copy).
 //
 // Deadlocks: a loader that calls Do() on the Share running it, for the key it
 // is loading, on the same thread, gets herd::RecursiveCall. Cycles through
