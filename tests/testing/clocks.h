@@ -9,6 +9,8 @@
 //                  the sleep ended"
 //   ThrowingClock  a FakeClock whose Now() or SleepUntil() throws
 //                  ClockFailure on chosen threads
+//   RecordingClock a FakeClock that records the deadline of every sleep, so
+//                  a test sees exactly when a component's waiter will wake
 
 #ifndef HERD_TESTS_TESTING_CLOCKS_H_
 #define HERD_TESTS_TESTING_CLOCKS_H_
@@ -19,6 +21,7 @@
 #include <stdexcept>
 #include <stop_token>
 #include <thread>
+#include <vector>
 
 #include "herd/clock.h"
 
@@ -114,6 +117,34 @@ class ThrowingClock final : public Clock {
   mutable std::mutex mu_;
   std::thread::id now_thread_;    // guarded by mu_
   std::thread::id sleep_thread_;  // guarded by mu_
+};
+
+// Time, and every sleep, from `inner`; each SleepUntil() first records its
+// deadline.
+class RecordingClock final : public Clock {
+ public:
+  explicit RecordingClock(FakeClock& inner) : inner_(inner) {}
+
+  time_point Now() const override { return inner_.Now(); }
+
+  bool SleepUntil(time_point deadline, std::stop_token stop) const override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      deadlines_.push_back(deadline);
+    }
+    return inner_.SleepUntil(deadline, stop);
+  }
+
+  // The deadline of every SleepUntil() so far, in the order they began.
+  std::vector<time_point> deadlines() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return deadlines_;
+  }
+
+ private:
+  FakeClock& inner_;
+  mutable std::mutex mu_;
+  mutable std::vector<time_point> deadlines_;  // guarded by mu_
 };
 
 }  // namespace herd::test
