@@ -17,6 +17,11 @@
 //   // After 5 failures in a row, calls throw herd::CircuitOpen at once for
 //   // 10 s; then one trial call runs, and its success closes the breaker.
 //
+// Thread safety: every member function may be called concurrently.
+//
+// Memory ordering: none beyond the breaker's own state; it is not a way to
+// publish data between calls.
+//
 // States:
 //   closed     every call runs; outcomes feed the trip condition.
 //   open       every call fails at once with herd::CircuitOpen, without
@@ -43,7 +48,9 @@
 // open_duration, so there is no background thread.
 //
 // Durations: open_duration = duration::max() keeps a tripped breaker open
-// for good (it never half-opens); zero is rejected.
+// for good (it never half-opens); zero is rejected. The breaker never
+// waits, so it does not look at a loader's stop token: WithBreaker() passes
+// it on to the loader unchanged.
 //
 // A Clock that throws: TryAdmit() and state() read Now() only while the
 // breaker is open; if it throws, the exception propagates and nothing
@@ -53,10 +60,6 @@
 // the last instant it read from the clock (at construction, or later), so
 // it half-opens no later than open_duration after the failure, possibly
 // sooner.
-//
-// Thread safety: every member function may be called concurrently.
-// Memory ordering: none beyond the breaker's own state; it is not a way to
-// publish data between calls.
 
 #ifndef HERD_CIRCUIT_BREAKER_H_
 #define HERD_CIRCUIT_BREAKER_H_

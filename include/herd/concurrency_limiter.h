@@ -51,6 +51,8 @@
 // WithLimit() waits with the loader's stop token, so a deadline or a
 // Share::Cancel also ends a wait for a permit, and a loader whose token is
 // stopped by the time it holds a permit does not run.
+//
+// Time: timeouts are real time; the limiter reads no herd::Clock.
 
 #ifndef HERD_CONCURRENCY_LIMITER_H_
 #define HERD_CONCURRENCY_LIMITER_H_
