@@ -1,4 +1,9 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/bounded_queue.h: FIFO order, blocking at the capacity, Close()
+// without losing accepted elements, PushFor / PopFor at zero and max().
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/bounded_queue.h"
 

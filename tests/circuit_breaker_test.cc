@@ -1,4 +1,10 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/circuit_breaker.h: the closed / open / half-open state machine
+// in both trip modes, outcomes counted only in the state that admitted them,
+// open_duration at its ends, a throwing clock or is_failure.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/circuit_breaker.h"
 

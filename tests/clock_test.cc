@@ -1,6 +1,7 @@
 // Copyright 2026 The herd Authors.
 //
-// Tests of herd::FakeClock and herd::SteadyClock. No test orders threads by
+// Tests herd/clock.h: herd::FakeClock and herd::SteadyClock, each test named
+// for the contract it checks. No test orders threads by
 // sleeping: a test learns that a thread is asleep from
 // FakeClock::WaitForSleepers(), and that it woke from the future it sets.
 // "Not woken yet" is checked with future::wait_for(0), which never blocks.

@@ -1,4 +1,10 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/concurrency_limiter.h: at most max permits, first-come-first-
+// served handoff to queued calls, "nullopt iff stopped first" with the stop
+// before, after and racing a release, the ends of the timeouts, WithLimit.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/concurrency_limiter.h"
 

@@ -1,4 +1,10 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/deadline.h: the deadline stops the inner loader's token, the
+// outcome is judged by the clock when the loader finishes, max() is no
+// deadline, zero is rejected, a throwing clock.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/deadline.h"
 

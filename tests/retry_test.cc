@@ -1,4 +1,10 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/retry.h: attempts and backoffs (the ceiling formula, jitter,
+// zero and max() delays), what is rethrown, the stop token checked before
+// every attempt, a throwing clock.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/retry.h"
 

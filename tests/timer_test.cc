@@ -1,4 +1,10 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/timer.h: callbacks run once, never before their deadline, in
+// (deadline, id) order; Cancel() is true iff it kept a callback from running;
+// the ends of time (a past deadline, duration::max()); a throwing clock.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/timer.h"
 

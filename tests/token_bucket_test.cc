@@ -1,4 +1,10 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/token_bucket.h: exact token arithmetic (n tokens cost n ticks),
+// reservations in arrival order, cancellation and the capacity bound, the
+// ends of AcquireFor's timeout, a throwing clock.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/token_bucket.h"
 
