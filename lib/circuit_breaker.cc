@@ -47,8 +47,7 @@ CircuitBreaker::CircuitBreaker(CircuitBreakerOptions options)
   last_now_ = clock_.Now();
 }
 
-CircuitBreaker::CircuitBreaker()
-    : CircuitBreaker(CircuitBreakerOptions()) {}
+CircuitBreaker::CircuitBreaker() : CircuitBreaker(CircuitBreakerOptions()) {}
 
 Clock::time_point CircuitBreaker::ReadClock() {
   last_now_ = clock_.Now();

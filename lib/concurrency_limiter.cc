@@ -43,8 +43,8 @@ bool ConcurrencyLimiter::TryTake() noexcept {
   return false;
 }
 
-std::optional<ConcurrencyLimiter::Permit> ConcurrencyLimiter::TryAcquire()
-    noexcept {
+std::optional<ConcurrencyLimiter::Permit>
+ConcurrencyLimiter::TryAcquire() noexcept {
   if (!TryTake()) return std::nullopt;
   return Permit(this);
 }

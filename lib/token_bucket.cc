@@ -69,8 +69,7 @@ TokenBucket::TokenBucket(TokenBucketOptions options)
   floor_ = empty_at_;
 }
 
-TokenBucket::TokenBucket(double rate, std::int64_t capacity,
-                         const Clock& clock)
+TokenBucket::TokenBucket(double rate, std::int64_t capacity, const Clock& clock)
     : TokenBucket(TokenBucketOptions{
           .rate = rate, .capacity = capacity, .clock = &clock}) {}
 

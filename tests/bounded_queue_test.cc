@@ -172,15 +172,17 @@ TEST(BoundedQueue, PopForDurationMaxWaitsForAnElement) {
 TEST(BoundedQueue, PushForDurationMaxWaitsForRoom) {
   BoundedQueue<std::unique_ptr<int>> q(1);
   q.Push(std::make_unique<int>(1));
-  auto pushed = StartAndAwaitBlocked<bool>(
-      [&] { return q.PushFor(std::make_unique<int>(2), std::chrono::hours::max()); });
+  auto pushed = StartAndAwaitBlocked<bool>([&] {
+    return q.PushFor(std::make_unique<int>(2), std::chrono::hours::max());
+  });
   EXPECT_EQ(*q.Pop().value(), 1);
   EXPECT_TRUE(pushed.result.get());
   EXPECT_EQ(*q.Pop().value(), 2);
   q.Push(std::make_unique<int>(3));
   auto refused = StartAndAwaitBlocked<bool>([&] {
     auto value = std::make_unique<int>(4);
-    const bool ok = q.PushFor(std::move(value), std::chrono::nanoseconds::max());
+    const bool ok =
+        q.PushFor(std::move(value), std::chrono::nanoseconds::max());
     return !ok && value != nullptr && *value == 4;  // untouched
   });
   q.Close();

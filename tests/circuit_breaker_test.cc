@@ -12,10 +12,10 @@
 #include <chrono>
 #include <exception>
 #include <functional>
-#include <type_traits>
 #include <latch>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"

@@ -15,10 +15,10 @@
 #include <cstdio>
 #include <functional>
 #include <future>
+#include <latch>
 #include <limits>
 #include <optional>
 #include <ratio>
-#include <latch>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -330,22 +330,29 @@ TEST(ConcurrencyLimiter, TryAcquireForZeroAndDurationMax) {
   EXPECT_FALSE(limiter.TryAcquireFor(hours::zero(), never.get_token()));
   EXPECT_EQ(limiter.waiting(), 0);  // zero never queues
   EXPECT_THROW(limiter.TryAcquireFor(-milliseconds(1)), std::invalid_argument);
-  EXPECT_THROW(limiter.TryAcquireFor(std::chrono::duration<double>(std::nan("")),
-                                     never.get_token()),
-               std::invalid_argument);
+  EXPECT_THROW(
+      limiter.TryAcquireFor(std::chrono::duration<double>(std::nan("")),
+                            never.get_token()),
+      std::invalid_argument);
   for (int way = 0; way < 4; ++way) {
     std::promise<bool> promise;
     std::future<bool> got = promise.get_future();
     std::jthread waiter([&] {
       std::optional<ConcurrencyLimiter::Permit> p;
       switch (way) {
-        case 0: p = limiter.TryAcquireFor(std::chrono::nanoseconds::max()); break;
-        case 1: p = limiter.TryAcquireFor(hours::max()); break;
+        case 0:
+          p = limiter.TryAcquireFor(std::chrono::nanoseconds::max());
+          break;
+        case 1:
+          p = limiter.TryAcquireFor(hours::max());
+          break;
         case 2:
           p = limiter.TryAcquireFor(std::chrono::nanoseconds::max(),
                                     never.get_token());
           break;
-        case 3: p = limiter.TryAcquireFor(hours::max(), never.get_token()); break;
+        case 3:
+          p = limiter.TryAcquireFor(hours::max(), never.get_token());
+          break;
       }
       promise.set_value(p.has_value());
     });
@@ -402,7 +409,8 @@ TEST(ConcurrencyLimiter, WithLimitMaxWaitZeroAndDurationMax) {
     caller.join();
     held = limiter.TryAcquire();
   }
-  auto nanos = WithLimit(limiter, std::chrono::nanoseconds::max(), [] { return 3; });
+  auto nanos =
+      WithLimit(limiter, std::chrono::nanoseconds::max(), [] { return 3; });
   std::jthread caller([&] { EXPECT_EQ(nanos(std::stop_token()), 3); });
   AwaitWaiting(limiter, 1);
   held.reset();

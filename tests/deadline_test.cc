@@ -10,8 +10,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <functional>
 #include <condition_variable>
+#include <functional>
 #include <latch>
 #include <mutex>
 #include <stdexcept>
@@ -76,8 +76,8 @@ TEST(Deadline, DurationMaxIsNoDeadline) {
     clock.Advance(hours(24 * 365 * 100));  // a query of a century
     return 7;
   };
-  EXPECT_EQ(WithDeadline(timer, Clock::duration::max(), long_query)(
-                std::stop_token()),
+  EXPECT_EQ(WithDeadline(timer, Clock::duration::max(),
+                         long_query)(std::stop_token()),
             7);
   EXPECT_EQ(WithDeadline(timer, hours::max(), long_query)(std::stop_token()),
             7);

@@ -145,7 +145,8 @@ std::optional<T> Expected(std::future<T>& f) {
 // Until limiter.waiting() == n, which the model says it is about to be;
 // after a minute, a failure rather than a hang.
 void AwaitWaiting(const ConcurrencyLimiter& limiter, size_t n) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::minutes(1);
   while (limiter.waiting() != static_cast<std::ptrdiff_t>(n)) {
     if (std::chrono::steady_clock::now() > give_up) {
       ADD_FAILURE() << "waiting() is " << limiter.waiting() << ", not " << n;
@@ -206,7 +207,8 @@ class TokenBucketModel {
     auto it = Find(id);
     const bool last = std::next(it) == live_.end();
     live_.erase(it);
-    if (last) end_ = live_.empty() ? floor_ : std::max(floor_, live_.back().end);
+    if (last)
+      end_ = live_.empty() ? floor_ : std::max(floor_, live_.back().end);
   }
 
   // Moves time to t; returns the ids granted, in order.
@@ -227,8 +229,8 @@ class TokenBucketModel {
   }
 
   double Available() const {
-    const nanoseconds stored = std::min(
-        std::chrono::duration_cast<nanoseconds>(now_ - end_), full_);
+    const nanoseconds stored =
+        std::min(std::chrono::duration_cast<nanoseconds>(now_ - end_), full_);
     if (stored <= nanoseconds::zero()) return 0.0;
     return static_cast<double>(stored.count()) / static_cast<double>(tick_);
   }
@@ -244,8 +246,7 @@ class TokenBucketModel {
         sum += g[j].second;
         const int64_t span = (g[j].first - g[i].first).count() / tick_;
         ASSERT_LE(sum, capacity_ + span)
-            << "tokens granted in [" << i << ", " << j << "] of "
-            << g.size();
+            << "tokens granted in [" << i << ", " << j << "] of " << g.size();
       }
     }
   }
@@ -343,9 +344,10 @@ TEST(GuardsModel, TokenBucketModel) {
         std::optional<nanoseconds> timeout;
         if (kind == 3) {  // AcquireFor: zero, a while, or max()
           const int t = Uniform(rng, 0, 2);
-          timeout = t == 0   ? nanoseconds::zero()
-                    : t == 1 ? nanoseconds(Uniform64(rng, 0, 3 * tick * capacity))
-                             : nanoseconds::max();
+          timeout = t == 0 ? nanoseconds::zero()
+                    : t == 1
+                        ? nanoseconds(Uniform64(rng, 0, 3 * tick * capacity))
+                        : nanoseconds::max();
           latest = t == 2 ? TimePoint::max() : model.now() + *timeout;
         }
         const std::optional<TokenBucketModel::Reserved> expected =
@@ -389,7 +391,8 @@ TEST(GuardsModel, TokenBucketModel) {
         finish(id, false);
       } else {  // time moves: sometimes to a ready time exactly, or 1 short
         const std::optional<TimePoint> next = model.NextReady();
-        TimePoint to = model.now() + nanoseconds(Uniform64(rng, 0, 2 * tick * capacity));
+        TimePoint to =
+            model.now() + nanoseconds(Uniform64(rng, 0, 2 * tick * capacity));
         if (next && OneIn(rng, 2)) to = *next - nanoseconds(Uniform(rng, 0, 1));
         to = std::max(to, model.now());
         fake.AdvanceTo(to);
@@ -498,12 +501,19 @@ TEST(GuardsModel, ConcurrencyLimiterModel) {
         c->thread = std::jthread([&limiter, c, kind] {
           std::optional<ConcurrencyLimiter::Permit> p;
           switch (kind) {
-            case 0: p = limiter.Acquire(); break;
-            case 1: p = limiter.Acquire(c->stop.get_token()); break;
-            case 2:
-              p = limiter.TryAcquireFor(nanoseconds::max(), c->stop.get_token());
+            case 0:
+              p = limiter.Acquire();
               break;
-            case 3: p = limiter.TryAcquireFor(std::chrono::hours::max()); break;
+            case 1:
+              p = limiter.Acquire(c->stop.get_token());
+              break;
+            case 2:
+              p = limiter.TryAcquireFor(nanoseconds::max(),
+                                        c->stop.get_token());
+              break;
+            case 3:
+              p = limiter.TryAcquireFor(std::chrono::hours::max());
+              break;
             case 4:
               p = limiter.TryAcquireFor(nanoseconds::zero(),
                                         c->stop.get_token());
@@ -664,8 +674,8 @@ class BreakerModel {
       if (static_cast<int>(outcomes_.size()) > o_.window_size) {
         outcomes_.pop_front();
       }
-      const int failures =
-          static_cast<int>(std::count(outcomes_.begin(), outcomes_.end(), true));
+      const int failures = static_cast<int>(
+          std::count(outcomes_.begin(), outcomes_.end(), true));
       // "of the last window_size calls, at least failure_ratio failed":
       // failures / window >= ratio, in exact integers (ratio = k / 20).
       trip = static_cast<int>(outcomes_.size()) == o_.window_size &&
@@ -787,9 +797,9 @@ struct Permanent : std::runtime_error {
 enum class StopAt {
   kNever,
   kBeforeTheCall,
-  kDuringAttempt,      // inside attempt `stop_index`
-  kDuringBackoff,      // as backoff `stop_index` begins (the sleep ends early)
-  kAtTheBackoffsEnd,   // as backoff `stop_index` reaches its deadline
+  kDuringAttempt,     // inside attempt `stop_index`
+  kDuringBackoff,     // as backoff `stop_index` begins (the sleep ends early)
+  kAtTheBackoffsEnd,  // as backoff `stop_index` reaches its deadline
 };
 
 // A single-threaded clock: every sleep jumps to its deadline at once and is
@@ -834,8 +844,9 @@ TEST(GuardsModel, RetryModel) {
     o.initial_delay = milliseconds(Uniform(rng, 0, 50));
     static constexpr double kMultipliers[] = {1.0, 1.5, 2.0, 3.0};
     o.multiplier = kMultipliers[Uniform(rng, 0, 3)];
-    o.max_delay = OneIn(rng, 4) ? Clock::duration::max()
-                                : o.initial_delay + milliseconds(Uniform(rng, 0, 200));
+    o.max_delay = OneIn(rng, 4)
+                      ? Clock::duration::max()
+                      : o.initial_delay + milliseconds(Uniform(rng, 0, 200));
     o.jitter = OneIn(rng, 2) ? 0.0 : Uniform(rng, 0, 10) / 10.0;
     const bool only_transient = OneIn(rng, 2);
     if (only_transient) o.retry_if = Retry::On<Transient>();
@@ -855,16 +866,20 @@ TEST(GuardsModel, RetryModel) {
     int attempts = 0;
     auto loader = WithRetry(policy, [&](std::stop_token stop) -> int {
       ++attempts;
-      EXPECT_FALSE(stop.stop_requested()) << "attempt " << attempts
-                                          << " started after the stop";
+      EXPECT_FALSE(stop.stop_requested())
+          << "attempt " << attempts << " started after the stop";
       if (stop_at == StopAt::kDuringAttempt && stop_index == attempts) {
         source.request_stop();
       }
       switch (outcome[attempts]) {
-        case 0: return attempts;
-        case 1: throw Transient(attempts);
-        case 2: throw Permanent(attempts);
-        default: throw CircuitOpen();
+        case 0:
+          return attempts;
+        case 1:
+          throw Transient(attempts);
+        case 2:
+          throw Permanent(attempts);
+        default:
+          throw CircuitOpen();
       }
     });
 
@@ -1006,7 +1021,9 @@ TEST(GuardsModel, BoundedQueueModel) {
           producers.emplace_back([&, p] {
             for (int i = 0; i < per_producer; ++i) {
               switch (i % 3) {
-                case 0: shared.Push({p, i}); break;
+                case 0:
+                  shared.Push({p, i});
+                  break;
                 case 1:
                   EXPECT_TRUE(shared.PushFor({p, i}, nanoseconds::max()));
                   break;

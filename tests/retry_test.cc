@@ -10,14 +10,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <future>
 #include <latch>
-#include <type_traits>
-#include <cmath>
 #include <memory>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -92,8 +92,8 @@ TEST(Retry, RejectsBadOptions) {
   EXPECT_NO_THROW(make({.initial_delay = milliseconds(0)}));  // retry at once
   EXPECT_NO_THROW(make({.initial_delay = Clock::duration::max(),
                         .max_delay = Clock::duration::max()}));
-  EXPECT_THROW(
-      WithRetry(Retry(), std::function<int()>()), std::invalid_argument);
+  EXPECT_THROW(WithRetry(Retry(), std::function<int()>()),
+               std::invalid_argument);
 }
 
 // retry.h: "A zero delay retries at once": every backoff is a sleep of zero.
@@ -107,8 +107,9 @@ TEST(Retry, ZeroDelayRetriesAtOnce) {
     return calls;
   });
   EXPECT_EQ(loader(std::stop_token()), 3);
-  EXPECT_EQ(clock.sleeps(), (std::vector<Clock::duration>{
-                                Clock::duration::zero(), Clock::duration::zero()}));
+  EXPECT_EQ(clock.sleeps(),
+            (std::vector<Clock::duration>{Clock::duration::zero(),
+                                          Clock::duration::zero()}));
 }
 
 // retry.h: "a delay of duration::max() ... waits with no limit, so that only
@@ -237,8 +238,8 @@ TEST(Retry, ClockThatThrowsDuringTheBackoffEndsTheCall) {
   FakeClock fake;
   test::ThrowingClock clock(fake);
   int calls = 0;
-  auto loader =
-      WithRetry(Retry(NoJitter(clock)), [&]() -> int { throw Transient(++calls); });
+  auto loader = WithRetry(Retry(NoJitter(clock)),
+                          [&]() -> int { throw Transient(++calls); });
   clock.ArmSleep();
   EXPECT_THROW(loader(std::stop_token()), test::ClockFailure);
   EXPECT_EQ(calls, 1);

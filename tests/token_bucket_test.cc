@@ -10,13 +10,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <future>
-#include <utility>
-#include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -91,11 +91,11 @@ Waiter StartAcquire(TokenBucket& bucket, const Clock& clock, std::int64_t n,
                     std::stop_token stop) {
   std::promise<std::pair<bool, Clock::time_point>> promise;
   Waiter w{promise.get_future(), {}};
-  w.thread = std::jthread([&bucket, &clock, n, stop,
-                           promise = std::move(promise)]() mutable {
-    const bool got = bucket.Acquire(n, stop);
-    promise.set_value({got, clock.Now()});
-  });
+  w.thread = std::jthread(
+      [&bucket, &clock, n, stop, promise = std::move(promise)]() mutable {
+        const bool got = bucket.Acquire(n, stop);
+        promise.set_value({got, clock.Now()});
+      });
   return w;
 }
 
@@ -212,14 +212,16 @@ TEST(TokenBucket, AcquireForZeroAndDurationMax) {
   clock.Advance(milliseconds(100));
   EXPECT_TRUE(bucket.AcquireFor(1, Clock::duration::zero()));
   EXPECT_THROW(bucket.AcquireFor(1, -milliseconds(1)), std::invalid_argument);
-  EXPECT_THROW(bucket.AcquireFor(1, std::chrono::duration<double>(std::nan(""))),
-               std::invalid_argument);
+  EXPECT_THROW(
+      bucket.AcquireFor(1, std::chrono::duration<double>(std::nan(""))),
+      std::invalid_argument);
   for (int round = 0; round < 2; ++round) {
     std::promise<bool> done;
     std::future<bool> got = done.get_future();
     std::jthread waiter([&] {
-      done.set_value(round == 0 ? bucket.AcquireFor(5, Clock::duration::max())
-                                : bucket.AcquireFor(5, std::chrono::hours::max()));
+      done.set_value(round == 0
+                         ? bucket.AcquireFor(5, Clock::duration::max())
+                         : bucket.AcquireFor(5, std::chrono::hours::max()));
     });
     clock.WaitForSleepers(1);
     clock.Advance(milliseconds(499));
@@ -289,7 +291,8 @@ TEST(TokenBucket, DeprecatedPositionalConstructorStillWorks) {
 
 TEST(TokenBucket, StartsFullAndRefillsAtRate) {
   FakeClock clock;
-  TokenBucket bucket({.rate = 10, .capacity = 5, .clock = &clock});  // one token per 100 ms
+  TokenBucket bucket(
+      {.rate = 10, .capacity = 5, .clock = &clock});  // one token per 100 ms
   EXPECT_DOUBLE_EQ(bucket.Available(), 5.0);
   EXPECT_TRUE(bucket.TryAcquire(5));
   EXPECT_FALSE(bucket.TryAcquire(1));

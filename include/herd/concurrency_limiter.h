@@ -133,16 +133,16 @@ class ConcurrencyLimiter {
   // only if one is free now; duration::max(): no limit).
   // Throws: std::invalid_argument if `timeout` is negative or NaN.
   template <class Rep, class Period>
-  std::optional<Permit> TryAcquireFor(std::chrono::duration<Rep, Period> timeout)
-      ABSL_LOCKS_EXCLUDED(mu_) {
+  std::optional<Permit> TryAcquireFor(
+      std::chrono::duration<Rep, Period> timeout) ABSL_LOCKS_EXCLUDED(mu_) {
     return TryAcquireFor(timeout, std::stop_token());
   }
 
   // As above, and nullopt iff `stop` is stopped first (see above).
   // Throws: std::invalid_argument if `timeout` is negative or NaN.
   template <class Rep, class Period>
-  std::optional<Permit> TryAcquireFor(std::chrono::duration<Rep, Period> timeout,
-                                      std::stop_token stop)
+  std::optional<Permit> TryAcquireFor(
+      std::chrono::duration<Rep, Period> timeout, std::stop_token stop)
       ABSL_LOCKS_EXCLUDED(mu_) {
     internal::CheckTimeout(timeout, "herd::ConcurrencyLimiter::TryAcquireFor");
     using Steady = std::chrono::steady_clock;

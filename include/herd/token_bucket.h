@@ -165,8 +165,7 @@ class TokenBucket {
   // go to Finish().
   std::optional<Clock::time_point> Reserve(
       std::int64_t n, std::optional<Clock::time_point> latest,
-      Reservation* waiting)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      Reservation* waiting) ABSL_LOCKS_EXCLUDED(mu_);
   // Settles a linked reservation after its sleep. Returns true iff its
   // tokens are granted; false iff it was cancelled (stopped before ready).
   // Throws: what the clock's Now() throws (the tokens then stay granted).

@@ -66,10 +66,10 @@ class PausingClock final : public Clock {
   FakeClock& inner_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  mutable uint64_t paused_ = 0;   // guarded by mu_
+  mutable uint64_t paused_ = 0;       // guarded by mu_
   mutable bool last_result_ = false;  // guarded by mu_
-  uint64_t awaited_ = 0;          // guarded by mu_
-  uint64_t resumed_ = 0;          // guarded by mu_
+  uint64_t awaited_ = 0;              // guarded by mu_
+  uint64_t resumed_ = 0;              // guarded by mu_
 };
 
 // What a ThrowingClock throws.

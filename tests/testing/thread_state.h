@@ -22,7 +22,9 @@
 
 namespace herd::test {
 
-inline pid_t ThisThreadId() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+inline pid_t ThisThreadId() {
+  return static_cast<pid_t>(::syscall(SYS_gettid));
+}
 
 // The scheduler state of thread `tid` of this process ('R' running, 'S'
 // asleep in an interruptible wait such as a futex, ...), or 0 if it is gone.

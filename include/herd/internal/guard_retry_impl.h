@@ -54,8 +54,8 @@ class RetryGuard {
 
   template <class Inner>
   LoaderResult<Inner&> Run(Inner& loader, std::stop_token stop) const {
-    std::exception_ptr error;           // the last attempt's
-    std::optional<absl::BitGen> gen;    // seeded on the first retry only
+    std::exception_ptr error;         // the last attempt's
+    std::optional<absl::BitGen> gen;  // seeded on the first retry only
     for (int attempt = 1;; ++attempt) {
       if (stop.stop_requested()) {
         if (error) std::rethrow_exception(error);

@@ -64,8 +64,8 @@ class GuardedLoader {
 // Throws: std::invalid_argument, naming `who`, if `loader` is an empty
 // std::function or absl::AnyInvocable, or a null pointer.
 template <class Guard, class L>
-GuardedLoader<Guard, std::decay_t<L>> MakeGuarded(const char* who,
-                                                   Guard guard, L&& loader) {
+GuardedLoader<Guard, std::decay_t<L>> MakeGuarded(const char* who, Guard guard,
+                                                  L&& loader) {
   if (IsEmptyLoader(loader)) {
     throw std::invalid_argument(std::string(who) + ": empty loader");
   }
