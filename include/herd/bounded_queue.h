@@ -32,6 +32,9 @@
 //
 // Exceptions: an exception from T's move constructor (or an allocation) in
 // a push or a pop leaves the queue as it was.
+//
+// No call takes a stop token or a herd::Clock: Close() is what ends every
+// wait early, and timeouts are real time.
 
 #ifndef HERD_BOUNDED_QUEUE_H_
 #define HERD_BOUNDED_QUEUE_H_

@@ -20,9 +20,10 @@
 // Memory ordering: returning a permit happens before the acquisition that
 // obtains it.
 //
-// Waiting for a permit. TryAcquire() and the first try of every call are a
-// lock-free atomic step; a call that has to wait queues, and sleeps (no
-// polling). A returned permit goes to the longest-waiting queued call, at
+// Waiting for a permit. TryAcquire(), and the first try of a call without
+// a stop token, are one lock-free atomic step; a call with a stop token
+// tries under the limiter's lock (so that its stop and a release are
+// ordered). A call that has to wait queues, and sleeps (no polling). A returned permit goes to the longest-waiting queued call, at
 // the instant it is returned (a handoff: nobody can take it in between);
 // only with no call queued does it become free for anyone to take. So
 // queued calls are served first come, first served, and a newcomer never
