@@ -30,8 +30,9 @@
 // (the call behaves as Pop() / Push() that returns false once closed);
 // negative or NaN timeouts are rejected with std::invalid_argument.
 //
-// Exceptions: an exception from T's move constructor (or an allocation) in
-// a push or a pop leaves the queue as it was.
+// Exceptions: a push whose allocation or T move throws leaves the queue as
+// it was (std::deque's push_back guarantee), and so does a pop whose move
+// of the element out of the queue throws: the element stays first.
 //
 // No call takes a stop token or a herd::Clock: Close() is what ends every
 // wait early, and timeouts are real time.
