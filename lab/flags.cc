@@ -70,7 +70,7 @@ ABSL_FLAG(std::vector<std::string>, strategies, {},
 ABSL_FLAG(double, extra_rate, kDefault.extra_rate,
           "share-sampled: extra_execution_rate");
 ABSL_FLAG(double, wait_ms, kDefault.wait.count(),
-          "share-guarded: DoFor wait, then Forget(kRerun) (0: 10 queries)");
+          "share-guarded: DoFor wait, then Forget(kRerunOnNextCall) (0: 10 queries)");
 ABSL_FLAG(double, max_flight_age_ms, kDefault.max_flight_age.count(),
           "share-guarded: max_flight_age (0: 20 queries)");
 ABSL_FLAG(double, deadline_ms, kDefault.deadline.count(),

@@ -207,8 +207,8 @@ std::string Verdict(const Report& report) {
          " or more: " + stuck + "\n";
     v += "  (under lock and share a stalled query holds every caller of its "
          "key; share-guarded bounds\n"
-         "   the wait with DoFor + Forget(kRerun), max_flight_age and "
-         "WithDeadline)\n";
+         "   the wait with DoFor + Forget(kRerunOnNextCall), max_flight_age "
+         "and WithDeadline)\n";
   }
   return v;
 }

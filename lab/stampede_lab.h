@@ -65,8 +65,9 @@ enum class Strategy {
   kLock,          // a per-key mutex around check-query-store
   kShare,         // herd::Share around check-query-store
   kShareSampled,  // ...with extra executions (extra_execution_rate)
-  kShareGuarded,  // ...with DoFor + Forget(kRerun), max_flight_age and
-                  // WithDeadline: the defences against a stalled query
+  kShareGuarded,  // ...with DoFor + Forget(kRerunOnNextCall),
+                  // max_flight_age and WithDeadline: the defences
+                  // against a stalled query
   kCacheRefresh,  // herd::LoadingCache with refresh_after
   kEarly,         // herd::LoadingCache with XFetch (early_refresh_beta)
   // Across processes that share Redis (each with a copy per process):

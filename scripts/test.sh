@@ -4,6 +4,7 @@
 #   scripts/test.sh              bootstrap, then the steps bazel cmake consumer
 #   scripts/test.sh STEP...      bootstrap, then only these steps, in order
 #   scripts/test.sh all          lint bazel cmake consumer asan tsan callgrind
+#                                fuzz
 #                                (what CI runs)
 #
 # Steps (each logs to build/logs/STEP.log; CMake trees are those of the
@@ -24,6 +25,9 @@
 #   callgrind instruction counts of Share's single-threaded paths against
 #             benchmarks/callgrind_baseline.json: the performance regression
 #             check (exact counts, not times, so it holds on a busy machine)
+#   fuzz      clang + libFuzzer + ASan: fuzz/share_fuzzer for
+#             HERD_FUZZ_SECONDS (default 60) from fuzz/corpus/share; what it
+#             finds goes to build/fuzz/, the committed corpus is not changed
 #
 # Environment: CI=true turns warnings into errors (Bazel --config=ci, CMake
 # preset ci / HERD_WERROR). HERD_JOBS sets the parallelism (default: all
@@ -154,6 +158,16 @@ step_callgrind() {
   python3 "$ROOT/benchmarks/callgrind_check.py"
 }
 
+step_fuzz() {
+  cmake_preset fuzz
+  local corpus=$BUILD/fuzz/corpus/share
+  mkdir -p "$corpus"
+  # New inputs go to the first directory; the second only seeds the run.
+  "$BUILD/fuzz/fuzz/share_fuzzer" -max_total_time="${HERD_FUZZ_SECONDS:-60}" \
+    -timeout=30 -print_final_stats=1 -artifact_prefix="$BUILD/fuzz/" \
+    "$corpus" "$ROOT/fuzz/corpus/share"
+}
+
 describe() {
   case "$1" in
     lint) echo "buildifier over BUILD, .bzl, WORKSPACE, MODULE.bazel" ;;
@@ -163,6 +177,7 @@ describe() {
     consumer) echo "cmake --install + find_package(herd) and pkg-config consumers" ;;
     asan) echo "CMake preset asan + ctest, AddressSanitizer + leak checking (g++)" ;;
     tsan) echo "CMake preset tsan + ctest, ThreadSanitizer (clang, -Wthread-safety)" ;;
+    fuzz) echo "libFuzzer: fuzz/share_fuzzer for ${HERD_FUZZ_SECONDS:-60} s (clang, ASan)" ;;
   esac
 }
 
@@ -197,6 +212,11 @@ count() {
       if grep -q '^callgrind check passed$' "$log"; then echo "1 0"; else echo "0 1"; fi
       return
       ;;
+    fuzz)
+      # libFuzzer's last line on a clean run: "Done 123456 runs in 60 second(s)"
+      if grep -qE '^Done [0-9]+ runs in [0-9]+ second' "$log"; then echo "1 0"; else echo "0 1"; fi
+      return
+      ;;
     *)
       # "100% tests passed, 0 tests failed out of 218"
       line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
@@ -223,8 +243,8 @@ steps=()
 for arg in "${@:-default}"; do
   case "$arg" in
     default) steps+=(bazel cmake consumer) ;;
-    all) steps+=(lint bazel cmake consumer asan tsan callgrind) ;;
-    lint | bazel | cmake | consumer | asan | tsan | callgrind) steps+=("$arg") ;;
+    all) steps+=(lint bazel cmake consumer asan tsan callgrind fuzz) ;;
+    lint | bazel | cmake | consumer | asan | tsan | callgrind | fuzz) steps+=("$arg") ;;
     *)
       echo "test.sh: unknown step '$arg'" >&2
       usage >&2
