@@ -124,8 +124,8 @@ struct FleetOptions {
   // is a failure (an error reply from Redis is not). Keep open_duration >=
   // reconnect_backoff_max, so that a trial call is not refused by the
   // backoff. Its clock, when null, is this struct's.
-  CircuitBreaker::Options breaker = {.failure_threshold = 3,
-                                     .open_duration = std::chrono::seconds(1)};
+  CircuitBreakerOptions breaker = {.failure_threshold = 3,
+                                   .open_duration = std::chrono::seconds(1)};
 
   // How long a lease lasts without renewal; its holder renews it every
   // lease_ttl / 3 while its load runs. REQUIRES: >= 3 ms.
