@@ -2,6 +2,10 @@
 # //lab:herd-stampede): every lab/*.cc but main.cc is the library
 # herd_stampede_lab, which tests/stampede_lab_test links; main.cc is the
 # program herd-stampede.
+if(NOT TARGET herd_redis)
+  message(STATUS "herd: the lab needs herd::herd_redis (hiredis) for its Redis strategies: not built")
+  return()
+endif()
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 
@@ -16,7 +20,9 @@ target_link_libraries(herd_stampede_lab
   PUBLIC
     herd::herd absl::flat_hash_map absl::flags absl::flags_commandlineflag
     absl::flags_reflection absl::strings absl::str_format
-    nlohmann_json::nlohmann_json SQLite::SQLite3)
+    nlohmann_json::nlohmann_json SQLite::SQLite3
+    # fleet, local and redis-lock (lab/fleet_lab.cc).
+    herd::herd_redis PkgConfig::hiredis)
 
 add_executable(herd-stampede "${PROJECT_SOURCE_DIR}/lab/main.cc")
 # stampede_lab_test runs it: in sanitizer builds it needs their options too.

@@ -29,6 +29,7 @@
 #ifndef HERD_LAB_DATABASE_H_
 #define HERD_LAB_DATABASE_H_
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -92,6 +93,14 @@ class Database {
   std::chrono::duration<double, std::milli> Calibrate(
       std::chrono::duration<double, std::milli> target);
   int64_t scan_rows() const { return limit_ * repeats_; }
+  // The size Calibrate() chose, for another process to use as it is.
+  int64_t limit() const { return limit_; }
+  int repeats() const { return repeats_; }
+  // Sizes the query without calibrating. REQUIRES: limit >= 1, repeats >= 1.
+  void SetScan(int64_t limit, int repeats) {
+    limit_ = std::max<int64_t>(1, limit);
+    repeats_ = std::max(1, repeats);
+  }
 
   // From now on the n-th query from this call (counting from 1) blocks for
   // `stall` before it runs when n % every == 0. every == 0 turns stalls off. A

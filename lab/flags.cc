@@ -26,6 +26,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"  // FindCommandLineFlag
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -56,6 +57,9 @@ ABSL_FLAG(int64_t, requests, static_cast<int64_t>(kDefault.requests),
 ABSL_FLAG(double, think_ms, kDefault.think.count(),
           "mean pause between a worker's requests");
 ABSL_FLAG(int64_t, seed, static_cast<int64_t>(kDefault.seed), "random seed");
+ABSL_FLAG(int32_t, processes, kDefault.processes,
+          "processes, each running the workload with --workers threads and a "
+          "cache of its own, over the one database");
 ABSL_FLAG(bool, cold_start, kDefault.cold_start,
           "start each strategy with an empty cache (a restart) instead of a "
           "warm one");
@@ -74,6 +78,11 @@ ABSL_FLAG(double, deadline_ms, kDefault.deadline.count(),
 ABSL_FLAG(double, refresh_after, kDefault.refresh_after,
           "cache-refresh: refresh_after as a fraction of the TTL");
 ABSL_FLAG(double, beta, kDefault.beta, "early: XFetch early_refresh_beta");
+// Redis.
+ABSL_FLAG(std::string, redis, kDefault.redis,
+          "the Redis server that fleet, local and redis-lock share, as "
+          "HOST:PORT (default: a redis-server the lab starts on 127.0.0.1, "
+          "if installed)");
 // Fault injection.
 ABSL_FLAG(int64_t, stall_every, static_cast<int64_t>(kDefault.stall_every),
           "one query in N blocks (0: off)");
@@ -168,6 +177,7 @@ const std::vector<Group>& Flags() {
       {"Workload (per strategy)",
        {
            Int(FLAGS_workers, "N", 1, 1024),
+           Int(FLAGS_processes, "P", 1, 64),
            Int(FLAGS_keys, "N", 1, 100000),
            Real(FLAGS_skew, "S", 0, 5),
            Real(FLAGS_ttl_ms, "MS", 1, 3600000),
@@ -196,6 +206,19 @@ const std::vector<Group>& Flags() {
            Real(FLAGS_deadline_ms, "MS", 0, 600000),
            Real(FLAGS_refresh_after, "F", 0, 1, /*open=*/true),
            Real(FLAGS_beta, "B", 0, 100),
+       }},
+      {"Redis (fleet, local, redis-lock)",
+       {
+           {Handle(FLAGS_redis), "HOST:PORT", "",
+            "HOST:PORT with a port in [1, 65535]",
+            [] {
+              const std::string v = absl::GetFlag(FLAGS_redis);
+              const size_t colon = v.rfind(':');
+              int port = 0;
+              return colon != std::string::npos && colon > 0 &&
+                     absl::SimpleAtoi(v.substr(colon + 1), &port) &&
+                     port >= 1 && port <= 65535;
+            }},
        }},
       {"Fault injection",
        {
@@ -347,6 +370,8 @@ ParsedFlags ParseFlags(const std::vector<std::string>& args) {
   c.rows = absl::GetFlag(FLAGS_rows);
   c.query_ms = absl::GetFlag(FLAGS_query_ms);
   c.workers = absl::GetFlag(FLAGS_workers);
+  c.processes = absl::GetFlag(FLAGS_processes);
+  c.redis = absl::GetFlag(FLAGS_redis);
   c.keys = absl::GetFlag(FLAGS_keys);
   c.skew = absl::GetFlag(FLAGS_skew);
   c.ttl = Millis(absl::GetFlag(FLAGS_ttl_ms));

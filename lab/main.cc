@@ -10,9 +10,11 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "lab/lab_internal.h"
 #include "lab/stampede_lab.h"
 
 namespace {
@@ -33,6 +35,10 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   const std::vector<std::string> args(argv + 1, argv + argc);
+  // --processes=P runs this program again as P workers (lab/fleet_lab.cc).
+  if (const char* assignment = std::getenv("HERD_STAMPEDE_WORKER")) {
+    return herd::lab::internal::WorkerMain(args, assignment, &stop_requested);
+  }
   return herd::lab::Main(args, &stop_requested, isatty(STDERR_FILENO) != 0,
                          stdout, stderr);
 }

@@ -74,8 +74,10 @@ bool OnPath(const std::string& name) {
 void PrintTable(const Report& report, std::FILE* out) {
   const Config& c = report.config;
   const bool stalls = c.stall_every > 0;
-  std::fprintf(out, "\n%d workers, %d keys (Zipf %.2g), TTL %s, ", c.workers,
-               c.keys, c.skew, Latency(c.ttl).c_str());
+  if (c.processes > 1) std::fprintf(out, "\n%d processes x", c.processes);
+  std::fprintf(out, "%s%d workers, %d keys (Zipf %.2g), TTL %s, ",
+               c.processes > 1 ? " " : "\n", c.workers, c.keys, c.skew,
+               Latency(c.ttl).c_str());
   if (c.requests > 0) {
     std::fprintf(out, "%llu requests",
                  static_cast<unsigned long long>(c.requests));
@@ -89,21 +91,36 @@ void PrintTable(const Report& report, std::FILE* out) {
                  Latency(c.stall).c_str());
   }
   std::fprintf(out, "\n\n");
-  std::fprintf(out, "%-14s %9s %8s %9s %8s %8s %8s %8s %8s %8s %7s", "strategy",
-               "requests", "queries", "refreshes", "expiries", "q/expiry",
-               "req/s", "p50", "p99", "max", "errors");
+  // The Redis strategies' column, only when one of them ran.
+  bool redis = false;
+  for (const StrategyResult& r : report.results) {
+    redis |= r.strategy == Strategy::kFleet || r.strategy == Strategy::kLocal ||
+             r.strategy == Strategy::kRedisLock;
+  }
+  std::fprintf(out, "%-14s %9s %8s %9s %8s %8s", "strategy", "requests",
+               "queries", "refreshes", "expiries", "q/expiry");
+  if (redis) std::fprintf(out, " %9s", "redis/exp");
+  std::fprintf(out, " %8s %8s %8s %8s %7s", "req/s", "p50", "p99", "max",
+               "errors");
   if (stalls) std::fprintf(out, " %6s %6s", "stalls", "stuck");
   std::fprintf(out, "\n");
   for (const StrategyResult& r : report.results) {
     const std::string name =
         std::string(StrategyName(r.strategy)) + (r.interrupted ? "*" : "");
-    std::fprintf(out, "%-14s %9llu %8llu %9s %8llu %8s %8.0f %8s %8s %8s %7llu",
-                 name.c_str(), static_cast<unsigned long long>(r.requests),
+    std::fprintf(out, "%-14s %9llu %8llu %9s %8llu %8s", name.c_str(),
+                 static_cast<unsigned long long>(r.requests),
                  static_cast<unsigned long long>(r.queries),
                  r.refreshes > 0 ? std::to_string(r.refreshes).c_str() : "-",
                  static_cast<unsigned long long>(r.expiries),
-                 r.expiries > 0 ? Ratio(r.QueriesPerExpiry()).c_str() : "-",
-                 r.Throughput(), Latency(r.p50).c_str(), Latency(r.p99).c_str(),
+                 r.expiries > 0 ? Ratio(r.QueriesPerExpiry()).c_str() : "-");
+    if (redis) {
+      std::fprintf(out, " %9s",
+                   r.redis_commands > 0 && r.expiries > 0
+                       ? Format("%.1f", r.RedisCommandsPerExpiry()).c_str()
+                       : "-");
+    }
+    std::fprintf(out, " %8.0f %8s %8s %8s %7llu", r.Throughput(),
+                 Latency(r.p50).c_str(), Latency(r.p99).c_str(),
                  Latency(r.max).c_str(),
                  static_cast<unsigned long long>(r.errors));
     if (stalls) {
@@ -121,6 +138,11 @@ void PrintTable(const Report& report, std::FILE* out) {
   std::fprintf(out,
                "\nq/expiry: database queries run for misses, per lapse of a "
                "key's cached value that a request found\n");
+  if (redis) {
+    std::fprintf(out,
+                 "redis/exp: Redis commands the strategy sent, all processes "
+                 "together, per lapse of a row in Redis\n");
+  }
   if (refreshes) {
     std::fprintf(out,
                  "refreshes: queries run ahead of expiry, off the request "
@@ -154,6 +176,26 @@ std::string Verdict(const Report& report) {
         none->Throughput(), Latency(share->p99).c_str(),
         Latency(none->p99).c_str());
   }
+  const StrategyResult* fleet = Find(report, Strategy::kFleet);
+  const StrategyResult* local = Find(report, Strategy::kLocal);
+  const StrategyResult* lock = Find(report, Strategy::kRedisLock);
+  if (fleet != nullptr && fleet->expiries > 0 && fleet->redis_commands > 0) {
+    v += Format("verdict: fleet: %s queries and %.1f Redis commands per expiry",
+                Ratio(fleet->QueriesPerExpiry()).c_str(),
+                fleet->RedisCommandsPerExpiry());
+    if (local != nullptr && local->expiries > 0) {
+      v += Format("; local: %s queries", Ratio(local->QueriesPerExpiry()).c_str());
+    }
+    if (lock != nullptr && lock->expiries > 0) {
+      v += Format(";\n         redis-lock: %s queries but %.0f Redis commands "
+                  "per expiry (%.0fx fleet's)",
+                  Ratio(lock->QueriesPerExpiry()).c_str(),
+                  lock->RedisCommandsPerExpiry(),
+                  lock->RedisCommandsPerExpiry() /
+                      fleet->RedisCommandsPerExpiry());
+    }
+    v += "\n";
+  }
   if (report.config.stall_every > 0) {
     std::string stuck;
     for (const StrategyResult& r : report.results) {
@@ -178,6 +220,8 @@ std::string ToJson(const Report& report) {
   Json j;
   j["config"] = {
       {"workers", c.workers},
+      {"processes", c.processes},
+      {"redis", c.redis},
       {"keys", c.keys},
       {"skew", c.skew},
       {"ttl_ms", c.ttl.count()},
@@ -211,6 +255,8 @@ std::string ToJson(const Report& report) {
         {"refreshes", r.refreshes},
         {"expiries", r.expiries},
         {"queries_per_expiry", r.QueriesPerExpiry()},
+        {"redis_commands", r.redis_commands},
+        {"redis_commands_per_expiry", r.RedisCommandsPerExpiry()},
         {"throughput", r.Throughput()},
         {"p50_ms", r.p50.count()},
         {"p99_ms", r.p99.count()},
@@ -305,6 +351,7 @@ int Main(const std::vector<std::string>& args, const std::atomic<bool>* stop,
   RunHooks hooks;
   hooks.stop = stop;
   hooks.log = config.json_stdout ? err : out;
+  hooks.args = args;
   const bool bar = config.progress && stderr_is_terminal;
   if (bar) {
     hooks.on_progress = [&config, err](const Progress& p) {

@@ -4,6 +4,8 @@
 
 #include "lab/stampede_lab.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -11,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <latch>
 #include <memory>
 #include <mutex>
@@ -29,6 +32,7 @@
 #include "herd/share.h"
 #include "herd/thread_pool.h"
 #include "lab/database.h"
+#include "lab/lab_internal.h"
 
 namespace herd::lab {
 namespace {
@@ -41,7 +45,7 @@ struct Named {
   Strategy strategy;
   std::string_view name;
 };
-constexpr std::array<Named, 7> kNames = {{
+constexpr std::array<Named, 10> kNames = {{
     {Strategy::kNone, "none"},
     {Strategy::kLock, "lock"},
     {Strategy::kShare, "share"},
@@ -49,7 +53,13 @@ constexpr std::array<Named, 7> kNames = {{
     {Strategy::kShareGuarded, "share-guarded"},
     {Strategy::kCacheRefresh, "cache-refresh"},
     {Strategy::kEarly, "early"},
+    {Strategy::kFleet, "fleet"},
+    {Strategy::kLocal, "local"},
+    {Strategy::kRedisLock, "redis-lock"},
 }};
+
+using internal::RedisEndpoint;
+using internal::Server;
 
 // Keys 0..n-1 with P(k) proportional to 1 / (k + 1)^s: key 0 is the hottest.
 class Zipf {
@@ -132,24 +142,6 @@ class TtlMap {
   const std::chrono::nanoseconds ttl_;
   std::array<Shard, 16> shards_;
   std::atomic<uint64_t> expiries_{0};
-};
-
-// How one strategy serves a request.
-class Server {
- public:
-  virtual ~Server() = default;
-  // Returns the key's row. Throws whatever the strategy lets through
-  // (herd::DeadlineExceeded, herd::WaitTimeout, QueryStopped, ...).
-  virtual Row Serve(int key) = 0;
-  virtual uint64_t expiries() const = 0;
-  // Background refresh queries so far.
-  virtual uint64_t refreshes() const { return 0; }
-  // Before the run: stores rows[key] for every key, as if loaded `ages[key]`
-  // ago.
-  virtual void Warm(const std::vector<Row>& rows,
-                    const std::vector<std::chrono::nanoseconds>& ages) = 0;
-  // Lets background work finish; called once the workers have stopped.
-  virtual void Drain() {}
 };
 
 // none: a miss queries, whoever else is querying the same key.
@@ -354,8 +346,16 @@ class CacheServer : public Server {
 };
 
 std::unique_ptr<Server> MakeServer(Strategy s, const Config& c,
-                                   const Calibration& cal, Database& db) {
+                                   const Calibration& cal, Database& db,
+                                   const RedisEndpoint* redis) {
   switch (s) {
+    case Strategy::kFleet:
+    case Strategy::kLocal:
+    case Strategy::kRedisLock:
+      if (redis == nullptr) {
+        throw std::logic_error("herd-stampede: a Redis strategy without Redis");
+      }
+      return internal::MakeRedisServer(s, c, db, *redis);
     case Strategy::kNone:
       return std::make_unique<NoneServer>(db, c.ttl);
     case Strategy::kLock:
@@ -398,28 +398,43 @@ Millis Percentile(const std::vector<int64_t>& v, double p) {
   return std::chrono::nanoseconds(v[rank - 1]);
 }
 
+Millis AtLeast(Millis configured, Millis derived, Millis floor) {
+  if (configured.count() > 0) return configured;
+  return std::max(derived, floor);
+}
+
+}  // namespace
+
+namespace internal {
+
+std::vector<std::chrono::nanoseconds> WarmAges(const Config& c, size_t keys) {
+  // A server that has been running a while: every key cached, loaded at
+  // times spread over one TTL (the same times for every strategy).
+  std::mt19937_64 gen(c.seed);
+  std::uniform_real_distribution<double> age(0, 1);
+  std::vector<std::chrono::nanoseconds> ages;
+  for (size_t key = 0; key < keys; ++key) {
+    ages.push_back(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(c.ttl * age(gen)));
+  }
+  return ages;
+}
+
 StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
                            const Calibration& cal, Database& db,
-                           const std::vector<Row>& warm,
-                           const RunHooks& hooks) {
+                           const std::vector<Row>& warm, const RunHooks& hooks,
+                           const RedisEndpoint* redis,
+                           std::vector<int64_t>* latencies, uint64_t process,
+                           const std::function<void()>& go) {
   StrategyResult result;
   result.strategy = strategy;
   db.InjectStalls(c.stall_every, std::chrono::milliseconds(
                                      static_cast<int64_t>(c.stall.count())));
-  std::unique_ptr<Server> server = MakeServer(strategy, c, cal, db);
-  if (!warm.empty()) {
-    // A server that has been running a while: every key cached, loaded at
-    // times spread over one TTL (the same times for every strategy).
-    std::mt19937_64 gen(c.seed);
-    std::uniform_real_distribution<double> age(0, 1);
-    std::vector<std::chrono::nanoseconds> ages;
-    for (size_t key = 0; key < warm.size(); ++key) {
-      ages.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(
-          c.ttl * age(gen)));
-    }
-    server->Warm(warm, ages);
-  }
+  std::unique_ptr<Server> server = MakeServer(strategy, c, cal, db, redis);
+  if (!warm.empty()) server->Warm(warm, WarmAges(c, warm.size()));
+  if (go) go();
   const uint64_t queries_before = db.queries();
+  const uint64_t commands_before = server->redis_commands();
   const uint64_t stalls_before = db.stalls();
   const Zipf zipf(c.keys, c.skew);
 
@@ -440,7 +455,8 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
     w.latencies.reserve(4096);
     // The same seed for every strategy: each sees the same keys in the same
     // order.
-    std::mt19937_64 gen(c.seed * 0x9e3779b97f4a7c15ULL + i);
+    std::mt19937_64 gen(c.seed * 0x9e3779b97f4a7c15ULL + i +
+                        process * 0x100000001b3ULL);
     std::uniform_real_distribution<double> jitter(0.5, 1.5);
     while (!Stopping(hooks)) {
       if (c.requests > 0) {
@@ -504,6 +520,7 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
   server->Drain();
   result.refreshes = server->refreshes();
   result.expiries = server->expiries();
+  result.redis_commands = server->redis_commands() - commands_before;
   result.queries = db.queries() - queries_before;
   result.stalls = db.stalls() - stalls_before;
   result.interrupted = Stopping(hooks);
@@ -513,6 +530,7 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
     all.insert(all.end(), w.latencies.begin(), w.latencies.end());
     result.errors += w.errors;
   }
+  if (latencies != nullptr) *latencies = all;
   std::sort(all.begin(), all.end());
   result.requests = all.size();
   result.p50 = Percentile(all, 0.50);
@@ -528,12 +546,7 @@ StrategyResult RunStrategy(Strategy strategy, size_t index, const Config& c,
   return result;
 }
 
-Millis AtLeast(Millis configured, Millis derived, Millis floor) {
-  if (configured.count() > 0) return configured;
-  return std::max(derived, floor);
-}
-
-}  // namespace
+}  // namespace internal
 
 std::string_view StrategyName(Strategy s) {
   for (const Named& n : kNames) {
@@ -562,6 +575,11 @@ double StrategyResult::QueriesPerExpiry() const {
   if (expiries == 0) return 0;
   return static_cast<double>(queries - std::min(queries, refreshes)) /
          static_cast<double>(expiries);
+}
+
+double StrategyResult::RedisCommandsPerExpiry() const {
+  if (expiries == 0) return 0;
+  return static_cast<double>(redis_commands) / static_cast<double>(expiries);
 }
 
 double StrategyResult::Throughput() const {
@@ -608,13 +626,73 @@ Report RunLab(const Config& config, const RunHooks& hooks) {
   std::vector<Row> warm;
   if (!config.cold_start) warm = db.Snapshot(config.keys);
 
+  if (config.processes > 1 && hooks.args.empty()) {
+    throw std::invalid_argument(
+        "herd-stampede: --processes > 1 runs the program again, and needs "
+        "its flags (RunHooks::args)");
+  }
+  // The Redis strategies' server: started (or reached) once for the run.
+  std::unique_ptr<internal::LabRedis> redis;
+  if (std::any_of(config.strategies.begin(), config.strategies.end(),
+                  internal::IsRedisStrategy)) {
+    std::string error;
+    redis = internal::LabRedis::Open(config.redis, &error);
+    if (hooks.log != nullptr) {
+      if (redis == nullptr) {
+        std::fprintf(hooks.log, "redis: %s; skipping fleet, local, redis-lock\n",
+                     error.c_str());
+      } else {
+        std::fprintf(hooks.log, "redis: %s %s:%d\n",
+                     redis->started() ? "started redis-server on" : "using",
+                     redis->host().c_str(), redis->port());
+      }
+      std::fflush(hooks.log);
+    }
+  }
+
   for (size_t i = 0; i < config.strategies.size(); ++i) {
     if (Stopping(hooks)) {
       report.interrupted = true;
       break;
     }
-    report.results.push_back(
-        RunStrategy(config.strategies[i], i, config, cal, db, warm, hooks));
+    const Strategy s = config.strategies[i];
+    std::optional<RedisEndpoint> endpoint;
+    std::unique_ptr<internal::ExpiryCounter> expiries;
+    if (internal::IsRedisStrategy(s)) {
+      if (redis == nullptr) continue;
+      // Keys of their own for each run: nothing from an earlier one.
+      endpoint = RedisEndpoint{
+          redis->host(), redis->port(),
+          "herd-stampede:" + std::to_string(::getpid()) + ":" +
+              std::string(StrategyName(s)) + ":"};
+      if (!warm.empty()) {
+        internal::WarmRedis(s, config, *endpoint, warm,
+                            internal::WarmAges(config, warm.size()));
+      }
+    }
+    const RedisEndpoint* r = endpoint ? &*endpoint : nullptr;
+    if (r != nullptr) {
+      std::string error;
+      expiries = std::make_unique<internal::ExpiryCounter>(*r, &error);
+      if (!expiries->ok()) throw std::runtime_error("redis: " + error);
+    }
+    // Expiries in Redis count from the start of the run, as queries do.
+    auto on_go = [&] {
+      if (r == nullptr) return;
+      std::vector<std::string> keys;
+      for (int key = 0; key < config.keys; ++key) {
+        keys.push_back(internal::ValueKey(s, *r, key));
+      }
+      expiries->Start(keys);
+    };
+    StrategyResult result =
+        config.processes > 1
+            ? internal::RunInProcesses(s, i, hooks.args, config, cal, db, r,
+                                       hooks, on_go)
+            : internal::RunStrategy(s, i, config, cal, db, warm, hooks, r,
+                                    nullptr, 0, on_go);
+    if (expiries != nullptr) result.expiries = expiries->Finish();
+    report.results.push_back(result);
     if (report.results.back().interrupted) {
       report.interrupted = true;
       break;

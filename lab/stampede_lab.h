@@ -6,7 +6,8 @@
 //
 //   herd::lab::Strategy     how a cache miss reaches the database: none,
 //                           lock, share, share-sampled, share-guarded,
-//                           cache-refresh, early
+//                           cache-refresh, early; and across processes that
+//                           share Redis: fleet, local, redis-lock
 //   herd::lab::Config       every flag, with its default
 //   herd::lab::ParseFlags   argv -> Config, or a one-line error naming the
 //                           flag and the accepted range
@@ -30,6 +31,16 @@
 // are counted apart). With `share` it is exactly 1: the loader checks the
 // cache again inside the flight, so a caller that missed just before the
 // previous flight stored its value finds that value instead of querying.
+//
+// Processes: with --processes=P the workload runs in P processes (this
+// program, run again as workers), each with `workers` threads and a cache
+// of its own, over the one SQLite file; their figures are summed (latencies
+// merged). The Redis strategies share a Redis server (one the lab starts, or
+// --redis=HOST:PORT): each process keeps a copy of a row until the row
+// expires in Redis, and an expiry is one lapse of a row in Redis (counted
+// from Redis's keyspace notifications), however many processes then miss
+// it. "Redis commands per expiry" is the commands the strategy sent,
+// fleet-wide, per expiry.
 //
 // Thread safety: RunLab() uses threads internally; call it from one thread
 // at a time.
@@ -59,6 +70,10 @@ enum class Strategy {
                   // against a stalled query
   kCacheRefresh,  // herd::LoadingCache with refresh_after
   kEarly,         // herd::LoadingCache with XFetch (early_refresh_beta)
+  // Across processes that share Redis (each with a copy per process):
+  kFleet,      // herd::Share + herd::redis::Tier: leases, one load per expiry
+  kLocal,      // herd::Share around GET, query, SET: no leases
+  kRedisLock,  // the usual SET NX lock with polling, no in-process coalescing
 };
 
 std::string_view StrategyName(Strategy s);
@@ -86,6 +101,11 @@ struct Config {
   // one (every key cached, loaded at times spread over one TTL).
   bool cold_start = false;
   std::vector<Strategy> strategies = AllStrategies();
+  // Processes, each running the workload with `workers` threads.
+  int processes = 1;
+  // The Redis strategies' server, HOST:PORT; empty: the lab starts a
+  // redis-server on 127.0.0.1 (and skips them if there is none).
+  std::string redis;
 
   // Strategy knobs. Zero means "derived from the calibrated query time".
   double extra_rate = 0.05;    // share-sampled
@@ -131,12 +151,15 @@ struct StrategyResult {
   uint64_t expiries = 0;
   uint64_t stalls = 0;  // queries that stalled
   uint64_t stuck = 0;   // requests that took at least half a stall
+  uint64_t redis_commands = 0;  // sent by the Redis strategies, fleet-wide
   Millis elapsed{0};
   Millis p50{0}, p99{0}, max{0};  // request latency
   bool interrupted = false;
 
   // Misses' queries per expiry; 0 when there was no expiry.
   double QueriesPerExpiry() const;
+  // Redis commands per expiry; 0 when there was no expiry.
+  double RedisCommandsPerExpiry() const;
   double Throughput() const;  // requests per second
 };
 
@@ -172,6 +195,9 @@ struct RunHooks {
   std::function<void(const Progress&)> on_progress;
   // Lines about the setup ("database: ..."); may be null.
   std::FILE* log = nullptr;
+  // The program's flags (argv without argv[0]): --processes > 1 runs the
+  // program again with them as its workers.
+  std::vector<std::string> args;
 };
 
 // Runs the lab. REQUIRES: `config` came from ParseFlags (or is as valid).

@@ -20,9 +20,11 @@ packages=(
   # Compilers and CMake.
   g++ clang libclang-rt-14-dev cmake ninja-build make pkg-config
   # Libraries: Abseil, GoogleTest/GMock, Google Benchmark; SQLite and
-  # nlohmann-json (the lab).
+  # nlohmann-json (the lab); hiredis (herd::herd_redis, the fleet tier).
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libhiredis-dev
+  # The server the fleet tier's tests and the lab start for themselves.
+  redis-server
   # Tools: valgrind (callgrind counts), gnuplot (lab plots), Go (the
   # singleflight peer benchmark).
   valgrind gnuplot-nox golang-go golang-golang-x-sync-dev

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -93,7 +94,7 @@ TEST(StampedeLabFlags, DefaultsRunEveryStrategy) {
   ASSERT_EQ(p.error, "");
   EXPECT_EQ(p.config.workers, 64);
   EXPECT_EQ(p.config.strategies, AllStrategies());
-  EXPECT_EQ(AllStrategies().size(), 7u);
+  EXPECT_EQ(AllStrategies().size(), 10u);  // 7 in one process, 3 over Redis
 }
 
 TEST(StampedeLabFlags, BadValueNamesTheFlagAndTheRange) {
@@ -112,6 +113,11 @@ TEST(StampedeLabFlags, BadValueNamesTheFlagAndTheRange) {
       {{"--plot=out.jpg"}, "--plot must be a file name ending in .png"},
       {{"--ttl-ms"}, "--ttl-ms needs a value"},
       {{"--bogus=1"}, "unknown flag --bogus"},
+      {{"--processes=0"}, "--processes must be an integer in [1, 64], got '0'"},
+      {{"--redis=localhost"}, "--redis must be HOST:PORT with a port in [1, "
+                              "65535], got 'localhost'"},
+      {{"--redis=:6379"}, "--redis must be HOST:PORT"},
+      {{"--redis=h:0"}, "--redis must be HOST:PORT"},
       {{"stray"}, "unexpected argument 'stray'"},
       // Values absl cannot parse as the flag's type get the range too.
       {{"--rows=1e4"}, "--rows must be an integer in [1000, 20000000], got "
@@ -316,19 +322,41 @@ TEST(StampedeLab, EveryStrategyTableInvariants) {
   // Refresh-ahead reloads hot keys in the background.
   EXPECT_GT(Get(report, Strategy::kCacheRefresh).refreshes, 0u);
 
+  // Over Redis, in one process: a miss queries only after a lapse of the
+  // row in Redis (the run starts warm), and each of those queries at most
+  // once. The hand-written lock's waiters poll Redis; the fleet's wait for
+  // one message.
+  for (Strategy s : {Strategy::kFleet, Strategy::kLocal, Strategy::kRedisLock}) {
+    const StrategyResult& r = Get(report, s);
+    SCOPED_TRACE(std::string(StrategyName(s)));
+    EXPECT_LE(r.queries, r.expiries);
+    EXPECT_GT(r.redis_commands, 0u);
+    EXPECT_EQ(r.errors, 0u);
+  }
+  EXPECT_GT(Get(report, Strategy::kRedisLock).RedisCommandsPerExpiry(),
+            Get(report, Strategy::kFleet).RedisCommandsPerExpiry());
+
   const std::string table =
       Capture([&](std::FILE* f) { PrintTable(report, f); });
   for (Strategy s : AllStrategies()) {
     EXPECT_THAT(table, HasSubstr("\n" + std::string(StrategyName(s)) + " "));
   }
   EXPECT_THAT(table, HasSubstr("q/expiry"));
+  EXPECT_THAT(table, HasSubstr("redis/exp"));
   EXPECT_THAT(table, HasSubstr("verdict: share: 1.00 queries per expiry"));
+  EXPECT_THAT(table, HasSubstr("verdict: fleet: "));
   const nlohmann::json json = nlohmann::json::parse(ToJson(report));
   ASSERT_EQ(json["strategies"].size(), AllStrategies().size());
   for (const nlohmann::json& row : json["strategies"]) {
     if (row["strategy"] == "share") {
       EXPECT_EQ(row["queries_per_expiry"], 1.0);
       EXPECT_EQ(row["queries"], share.queries);
+      EXPECT_EQ(row["redis_commands_per_expiry"], 0.0);
+    }
+    if (row["strategy"] == "fleet") {
+      const StrategyResult& fleet = Get(report, Strategy::kFleet);
+      EXPECT_EQ(row["redis_commands"], fleet.redis_commands);
+      EXPECT_EQ(row["redis_commands_per_expiry"], fleet.RedisCommandsPerExpiry());
     }
   }
 }
@@ -443,6 +471,50 @@ TEST(StampedeLabBinary, BadFlagExitsTwo) {
   EXPECT_EQ(output,
             "herd-stampede: --workers must be an integer in [1, 1024], got "
             "'0'\n");
+}
+
+// --processes: the program runs itself again as workers that share one
+// Redis; a fleet-wide lapse of a row costs the fleet one query, and `local`
+// (a Share per process, no lease) one per process.
+TEST(StampedeLabBinary, ProcessesShareOneRedis) {
+  const std::string binary = BinaryPath();
+  if (binary.empty() || access(binary.c_str(), X_OK) != 0) {
+    GTEST_SKIP() << "herd-stampede not found (set HERD_STAMPEDE)";
+  }
+  const std::string command =
+      binary + " --processes=2 --strategies=fleet,local,redis-lock --db=" +
+      TempDir() + "/stampede_lab_processes.db --rows=20000 --query-ms=4 " +
+      "--workers=8 --keys=3 --ttl-ms=60 --duration-ms=1500 --no-progress " +
+      "--json 2>/dev/null";
+  std::FILE* p = popen(command.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string output;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
+  const int status = pclose(p);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0) << output;
+  const nlohmann::json j = nlohmann::json::parse(output);
+  EXPECT_EQ(j["config"]["processes"], 2);
+  std::map<std::string, nlohmann::json> rows;
+  for (const nlohmann::json& row : j["strategies"]) {
+    rows[row["strategy"].get<std::string>()] = row;
+  }
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& [name, row] : rows) {
+    SCOPED_TRACE(name);
+    EXPECT_GT(row["requests"].get<uint64_t>(), 0u);
+    EXPECT_GT(row["expiries"].get<uint64_t>(), 0u);
+    EXPECT_EQ(row["errors"], 0);
+    EXPECT_GT(row["redis_commands"].get<uint64_t>(), 0u);
+  }
+  // Both processes miss each lapse: without a lease both query it.
+  EXPECT_LE(rows["fleet"]["queries"].get<uint64_t>(),
+            rows["fleet"]["expiries"].get<uint64_t>());
+  EXPECT_GT(rows["local"]["queries_per_expiry"].get<double>(), 1.2);
+  EXPECT_LE(rows["redis-lock"]["queries"].get<uint64_t>(),
+            rows["redis-lock"]["expiries"].get<uint64_t>());
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 """herd's external repositories, for a WORKSPACE.
 
 herd_system_dependencies() wraps Debian's prebuilt Abseil, GoogleTest,
-Google Benchmark, SQLite and nlohmann-json under their upstream repository
-names and labels,
+Google Benchmark, SQLite, nlohmann-json and hiredis under their upstream
+repository names and labels,
 so that //:herd and its tests name the same targets a monorepo with source
 copies of these repositories has. It skips any repository already defined,
 so a WORKSPACE may define some of them itself first.
@@ -49,7 +49,7 @@ def _maybe(rule, name, **kwargs):
         rule(name = name, **kwargs)
 
 def herd_system_dependencies():
-    """Abseil, GoogleTest, Google Benchmark, SQLite, nlohmann-json from the system."""
+    """Abseil, GoogleTest, Google Benchmark, SQLite, nlohmann-json, hiredis from the system."""
     _maybe(
         pkg_config_repository,
         name = "com_google_absl",
@@ -93,6 +93,15 @@ def herd_system_dependencies():
         name = "nlohmann_json",
         debian_packages = ["nlohmann-json3-dev"],
         targets = {":json": ["nlohmann_json"]},
+    )
+
+    # hiredis, for //:herd_redis only: nothing else asks for it, so a build
+    # without libhiredis-dev works as long as it does not build the tier.
+    _maybe(
+        pkg_config_repository,
+        name = "hiredis",
+        debian_packages = ["libhiredis-dev"],
+        targets = {":hiredis": ["hiredis"]},
     )
 
 def _coverage_tools_impl(rctx):
