@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <exception>
 #include <new>
+#include <vector>
 
 #include "herd/internal/epoch.h"
 
@@ -51,10 +52,20 @@ class EpochIndex {
   // collision: all but never more than one).
   struct Probe {
     Entry* found = nullptr;
-    static constexpr int kMaxRejected = 4;
-    const Entry* rejected[kMaxRejected] = {};
+    static constexpr int kInline = 4;
+    const Entry* rejected[kInline] = {};
     int rejected_count = 0;
-    bool overflow = false;  // more rejected than fit: the caller retries
+    std::vector<const Entry*> more;  // past kInline (a degenerate Hash)
+
+    bool Rejected(const Entry* e) const {
+      for (int j = 0; j < rejected_count; ++j) {
+        if (rejected[j] == e) return true;
+      }
+      for (const Entry* r : more) {
+        if (r == e) return true;
+      }
+      return false;
+    }
   };
 
   EpochIndex() : tables_(&FreeTable) {}
@@ -98,10 +109,10 @@ class EpochIndex {
         p.found = e;
         return p;
       }
-      if (p.rejected_count == Probe::kMaxRejected) {
-        p.overflow = true;
-      } else {
+      if (p.rejected_count < Probe::kInline) {
         p.rejected[p.rejected_count++] = e;
+      } else {
+        p.more.push_back(e);  // may throw: nothing is locked yet
       }
     }
   }
@@ -111,7 +122,6 @@ class EpochIndex {
   // it rejected. (A found entry is confirmed by the caller's own record of
   // whether it was erased.) Compares hashes and pointers only.
   bool AbsenceHoldsLocked(uint64_t hash, const Probe& p) const {
-    if (p.overflow) return false;
     const Table* t = table_.load(std::memory_order_relaxed);
     if (t == nullptr) return true;
     for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
@@ -120,9 +130,7 @@ class EpochIndex {
       if (s == kTombstone) continue;
       const Entry* e = reinterpret_cast<const Entry*>(s & ~kTagMask);
       if (e->hash != hash) continue;
-      bool seen = false;
-      for (int j = 0; j < p.rejected_count; ++j) seen |= p.rejected[j] == e;
-      if (!seen) return false;
+      if (!p.Rejected(e)) return false;
     }
   }
 
