@@ -6,6 +6,12 @@
 //
 //   herd::test::Allocations()     operator new calls since the process began
 //   herd::test::Deallocations()   operator delete calls on non-null pointers
+//   herd::test::FailNthAllocation(n)  the n-th operator new from now, on
+//                                 this thread, throws std::bad_alloc (once);
+//                                 0 disarms. Returns false iff nothing is
+//                                 replaced (under a sanitizer)
+//   herd::test::AllocationFailureArmed()  true iff that allocation has not
+//                                 happened yet
 //
 // This header *defines* the replacement functions, which the language does
 // not allow to be inline: include it in exactly one source file of a
@@ -46,17 +52,32 @@ inline int64_t Deallocations() {
   return g_deallocations.load(std::memory_order_relaxed);
 }
 
+// Allocations on this thread until one fails; 0: none will.
+inline thread_local int64_t t_fail_countdown = 0;
+
+inline bool FailNthAllocation(int64_t n) {
+  t_fail_countdown = n;
+  return HERD_TEST_COUNTING_NEW != 0;
+}
+inline bool AllocationFailureArmed() { return t_fail_countdown > 0; }
+
 }  // namespace herd::test
 
 #if HERD_TEST_COUNTING_NEW
 
 void* operator new(std::size_t n) {
+  if (herd::test::t_fail_countdown > 0 && --herd::test::t_fail_countdown == 0) {
+    throw std::bad_alloc();
+  }
   herd::test::g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
 void* operator new[](std::size_t n) { return operator new(n); }
 void* operator new(std::size_t n, std::align_val_t a) {
+  if (herd::test::t_fail_countdown > 0 && --herd::test::t_fail_countdown == 0) {
+    throw std::bad_alloc();
+  }
   herd::test::g_allocations.fetch_add(1, std::memory_order_relaxed);
   const std::size_t align = static_cast<std::size_t>(a);
   if (void* p = std::aligned_alloc(align, (n + align - 1) / align * align)) {

@@ -52,6 +52,7 @@
 #include <stdexcept>
 #include <stop_token>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -663,6 +664,7 @@ class CacheCore {
                     bool early) noexcept;
   // GetAsync (callback == nullptr) and GetThen.
   std::shared_future<Value> Async(const Key& key, Callback* callback);
+  static Map BuildMap(std::vector<std::pair<const Key*, Value>>& found);
 
   // --- The policy ---------------------------------------------------------
 
@@ -2204,11 +2206,15 @@ std::shared_future<V> CacheCore<K, V, H, E, P>::Refresh(const K& key) {
 template <class K, class V, class H, class E, class P>
 auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
   RequireLoader("GetAll");
+  // Containers here are std::vectors and pre-sized tables: absl's tables
+  // are not safe against an allocation or an element constructor that
+  // throws mid-insert, and every step here may meet one.
   struct Pending {
     const K* key;
     LoadRef wait;
     bool stale_possible = false;
     Load* run = nullptr;  // owned: its execution's reference, until settled
+    bool missing = false;  // the batch loader left it out
   };
   // Settles the executions this call owns and has not run, whatever
   // stopped it, so that no caller of those keys is left waiting.
@@ -2225,8 +2231,8 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
     }
   } owned{this, {}};
   owned.pending.reserve(keys.size());
-
-  Map result;
+  std::vector<std::pair<const K*, V>> found;
+  found.reserve(keys.size());
   std::exception_ptr first_error;
   struct KeyPtrHash {
     size_t operator()(const K* k) const { return H{}(*k); }
@@ -2234,8 +2240,8 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
   struct KeyPtrEq {
     bool operator()(const K* a, const K* b) const { return E{}(*a, *b); }
   };
-  absl::flat_hash_set<const K*, KeyPtrHash, KeyPtrEq> seen;
-  seen.reserve(keys.size());
+  // std::unordered_set: an insert that throws changes nothing.
+  std::unordered_set<const K*, KeyPtrHash, KeyPtrEq> seen;
   size_t to_run = 0;
   for (const K& key : keys) {
     if (!seen.insert(&key).second) continue;
@@ -2249,7 +2255,7 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
       if (const ValueBox* b = AsValue(raw)) {
         if (now < FreshUntil(e, b)) {
           WindowHit(s, e, b, now, stripe);
-          result.try_emplace(key, b->value);
+          found.emplace_back(&key, b->value);
           continue;
         }
       } else if (const ErrorBox* x = AsError(raw)) {
@@ -2262,64 +2268,77 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
       }
     }
     LoadRef fresh(NewLoad(s, h, key, LoadKind::kBatch, now));
-    const Decision d = Decide(s, key, h, now, stripe, fresh,
-                              /*blocking=*/true, [](Load*, bool) {});
+    Decision d = Decide(s, key, h, now, stripe, fresh, /*blocking=*/true,
+                        [](Load*, bool) {});
     switch (d.kind) {
       case Decision::kHit:
-        result.try_emplace(key, d.box->value);
+        found.emplace_back(&key, d.box->value);
         continue;
       case Decision::kNegative:
         if (!first_error) first_error = d.error;
         continue;
       case Decision::kStale:
         counters_.Add(stripe, kStaleLoadFailed);
-        result.try_emplace(key, d.box->value);
+        found.emplace_back(&key, d.box->value);
         continue;
       case Decision::kStaleSoft:
         counters_.Add(stripe, kStaleSoftTimeout);
-        result.try_emplace(key, d.box->value);
+        found.emplace_back(&key, d.box->value);
         continue;
       case Decision::kRecursive:
         throw RecursiveCall();
-      case Decision::kJoin:
+      case Decision::kJoin: {
+        LoadRef wait(d.load);
         if (d.extra) ExecuteBound(d.load);  // consumes its reference
-        owned.pending.push_back(Pending{&key, LoadRef(d.load),
-                                        d.stale_possible, nullptr});
+        owned.pending.push_back(
+            Pending{&key, std::move(wait), d.stale_possible, nullptr});
         continue;
-      case Decision::kStart:
+      }
+      case Decision::kStart: {
+        // The pending slot exists before the reference moves into it:
+        // push_back cannot fail after (reserved).
         owned.pending.push_back(
             Pending{&key, LoadRef(d.load), d.stale_possible, d.load});
         ++to_run;
         continue;
+      }
     }
   }
 
-  // The keys this call loads, in one batch when a batch loader is bound.
-  absl::flat_hash_set<const K*, KeyPtrHash, KeyPtrEq> missing;
+  // The keys this call loads: in one batch when a batch loader is bound.
   if (to_run > 0 && batch_loader_) {
     std::vector<K> batch;
     std::vector<LoadFrame> frames;
-    batch.reserve(to_run);
-    frames.reserve(to_run);
-    for (Pending& p : owned.pending) {
-      if (p.run == nullptr) continue;
-      batch.push_back(*p.key);
-      frames.push_back(LoadFrame{p.run, frames.empty() ? load_frames
-                                                       : &frames.back()});
-    }
-    std::stop_source stop;
     std::optional<Map> loaded;
     std::exception_ptr error;
-    const int64_t start = NowNs();
-    const LoadFrame* saved = load_frames;
-    load_frames = &frames.back();
+    int64_t start = 0;
+    int64_t end = 0;
     try {
-      loaded.emplace(batch_loader_(std::span<const K>(batch), stop.get_token()));
+      batch.reserve(to_run);
+      frames.reserve(to_run);
+      for (Pending& p : owned.pending) {
+        if (p.run == nullptr) continue;
+        batch.push_back(*p.key);
+        frames.push_back(
+            LoadFrame{p.run, frames.empty() ? load_frames : &frames.back()});
+      }
+      std::stop_source stop;
+      start = NowNs();
+      const LoadFrame* saved = load_frames;
+      load_frames = &frames.back();
+      try {
+        loaded.emplace(
+            batch_loader_(std::span<const K>(batch), stop.get_token()));
+      } catch (...) {
+        load_frames = saved;
+        throw;
+      }
+      load_frames = saved;
+      end = NowNs();
     } catch (...) {
       error = std::current_exception();
+      loaded.reset();
     }
-    load_frames = saved;
-    const int64_t end = NowNs();
     const int64_t took = end > start ? end - start : 0;
     const size_t stripe = Stripe();
     counters_.Add(stripe, loaded ? kLoadSuccesses : kLoadFailures);
@@ -2333,7 +2352,7 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
       }
       auto it = loaded->find(*p.key);
       if (it == loaded->end()) {
-        missing.insert(p.key);
+        p.missing = true;
         std::exception_ptr absent;
         try {
           absent = std::make_exception_ptr(std::out_of_range(
@@ -2365,15 +2384,37 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
 
   for (Pending& p : owned.pending) {
     try {
-      V v = Await(p.wait.release(), p.stale_possible);
-      result.insert_or_assign(*p.key, std::move(v));
+      found.emplace_back(p.key, Await(p.wait.release(), p.stale_possible));
     } catch (...) {
-      if (!missing.contains(p.key) && !first_error) {
-        first_error = std::current_exception();
-      }
+      if (!p.missing && !first_error) first_error = std::current_exception();
     }
   }
   if (first_error) std::rethrow_exception(first_error);
+  return BuildMap(found);
+}
+
+// A Map of `found`. An absl table whose growth throws std::bad_alloc is
+// left unusable (its capacity changes before the allocation), so on that
+// failure the map is abandoned, never destroyed. It grows once, from empty,
+// so nothing is lost; later inserts move elements into reserved slots. Keys
+// are copied outside the table.
+template <class K, class V, class H, class E, class P>
+auto CacheCore<K, V, H, E, P>::BuildMap(
+    std::vector<std::pair<const K*, V>>& found) -> Map {
+  alignas(Map) unsigned char storage[sizeof(Map)];
+  Map* building = new (storage) Map();
+  // One allocation, into an empty table: if it fails, nothing is lost.
+  building->reserve(found.size());
+  for (auto& [key, value] : found) {
+    K copy(*key);  // may throw: the table is still whole
+    try {
+      building->try_emplace(std::move(copy), std::move(value));
+    } catch (...) {
+      throw;  // `building` is abandoned
+    }
+  }
+  Map result(std::move(*building));
+  building->~Map();
   return result;
 }
 
