@@ -333,7 +333,7 @@ class CacheCore {
     std::exception_ptr first_error;
     std::vector<Callback> callbacks;
     uint32_t async_waiters = 0;  // holders of `future` (GetAsync, Refresh)
-    Timer::Id timer = 0;
+    Timer::Id timers[2] = {0, 0};  // the soft and hard deadline callbacks
     Load* unref_next = nullptr;  // Aftermath's chain
     // Written before `released` is requested and the promise set:
     Outcome outcome = Outcome::kValue;
@@ -639,13 +639,16 @@ class CacheCore {
   // Publishes the outcome decided (under the lock) by this thread: the
   // promise, the release signal, the callbacks. `stale` is kept readable
   // by the caller's epoch section.
+  // `timers` are cancelled (unless zero).
   void Release(Load* l, std::optional<Value>* value, const ValueBox* stale,
                std::exception_ptr error, std::vector<Callback> callbacks,
-               Timer::Id timer) noexcept;
-  // Applies the soft and hard deadlines of `l` at `now`.
-  void HandleDeadlines(Load* l, int64_t now) noexcept;
-  void OnTimer(Load* l) noexcept;
-  // Schedules HandleDeadlines at l's next deadline on the cache's timer.
+               const Timer::Id (&timers)[2]) noexcept;
+  // Applies the soft and hard deadlines of `l` at `now`. From the timer's
+  // own thread (`from_timer`) it cancels nothing: a Timer must not be
+  // called from its callbacks while it is being destroyed.
+  void HandleDeadlines(Load* l, int64_t now, bool from_timer = false) noexcept;
+  // Schedules HandleDeadlines at l's soft and hard deadlines on the
+  // cache's timer (made on first use). Throws: what Timer throws.
   void ArmTimer(Load* l);
 
   // Hands an execution of `l` (its reference) to the executor. Never
@@ -704,7 +707,8 @@ class CacheCore {
   std::once_flag pool_once_;
   std::unique_ptr<ThreadPool> pool_;
   std::once_flag timer_once_;
-  std::unique_ptr<Timer> timer_;
+  Timer* timer_ = nullptr;  // set once, by timer_once_; never reset
+  std::unique_ptr<Timer> timer_owner_;
 };
 
 // ---------------------------------------------------------------------------
@@ -811,7 +815,7 @@ CacheCore<K, V, H, E, P>::~CacheCore() {
     for (std::stop_source& st : stops) st.request_stop();
   }
   tasks_.WaitForZero();
-  timer_.reset();  // cancels what is pending, waits for what runs
+  timer_owner_.reset();  // cancels what is pending, waits for what runs
   pool_.reset();
   // Nobody can read any more: retire everything, unreported; the shards'
   // retire lists free it when they are destroyed.
@@ -1479,54 +1483,41 @@ auto CacheCore<K, V, H, E, P>::Decide(Shard& s, const K& key, uint64_t h,
 
 template <class K, class V, class H, class E, class P>
 Timer& CacheCore<K, V, H, E, P>::TimerRef() {
-  std::call_once(timer_once_,
-                 [this] { timer_ = std::make_unique<Timer>(*clock_); });
+  std::call_once(timer_once_, [this] {
+    timer_owner_ = std::make_unique<Timer>(*clock_);
+    timer_ = timer_owner_.get();
+  });
   return *timer_;
 }
 
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::ArmTimer(Load* l) {
-  int64_t when;
+  int64_t deadlines[2];
   {
     MutexLock lock(&l->shard->mu);
     if (l->done) return;
-    when = l->soft_fired ? l->hard_deadline_ns
-                         : std::min(l->soft_deadline_ns, l->hard_deadline_ns);
+    deadlines[0] = l->soft_deadline_ns;
+    deadlines[1] = l->hard_deadline_ns;
   }
-  if (when == kNever) return;
   Timer& timer = TimerRef();
-  Ref(l);
-  LoadRef ref(l);
-  const Timer::Id id = timer.RunAt(
-      TimePointOf(when),
-      [this, r = std::move(ref)]() mutable { OnTimer(r.get()); });
-  bool cancel = false;
-  {
-    MutexLock lock(&l->shard->mu);
-    if (l->done) {
-      cancel = true;
-    } else {
-      l->timer = id;
+  for (int i = 0; i < 2; ++i) {
+    if (deadlines[i] == kNever) continue;
+    Ref(l);
+    LoadRef ref(l);
+    const Timer::Id id =
+        timer.RunAt(TimePointOf(deadlines[i]), [this, r = std::move(ref)]() {
+          HandleDeadlines(r.get(), NowNs(), /*from_timer=*/true);
+        });
+    bool cancel = false;
+    {
+      MutexLock lock(&l->shard->mu);
+      if (l->done) {
+        cancel = true;
+      } else {
+        l->timers[i] = id;
+      }
     }
-  }
-  if (cancel) timer.Cancel(id);
-}
-
-template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::OnTimer(Load* l) noexcept {
-  HandleDeadlines(l, NowNs());
-  bool again;
-  {
-    MutexLock lock(&l->shard->mu);
-    l->timer = 0;
-    again = !l->done && l->hard_deadline_ns != kNever;
-  }
-  if (again) {
-    try {
-      ArmTimer(l);  // the hard deadline, after the soft one
-    } catch (...) {
-      // Blocking waiters still time out by themselves.
-    }
+    if (cancel) timer.Cancel(id);
   }
 }
 
@@ -1655,7 +1646,7 @@ void CacheCore<K, V, H, E, P>::Settle(Load* l, std::optional<V>* value,
   Shard& s = *l->shard;
   const ValueBox* stale = nullptr;
   std::vector<Callback> callbacks;
-  Timer::Id timer = 0;
+  Timer::Id timers[2] = {0, 0};
   {
     Aftermath after(this);
     {
@@ -1701,11 +1692,12 @@ void CacheCore<K, V, H, E, P>::Settle(Load* l, std::optional<V>* value,
       l->stale_reason = StaleReason::kLoadFailed;
       callbacks = std::move(l->callbacks);
       l->callbacks.clear();
-      timer = std::exchange(l->timer, 0);
+      timers[0] = std::exchange(l->timers[0], 0);
+      timers[1] = std::exchange(l->timers[1], 0);
       ExpireLocked(s, now, after);
     }
     Release(l, ok ? value : nullptr, stale, error, std::move(callbacks),
-            timer);
+            timers);
   }
 }
 
@@ -1714,7 +1706,7 @@ void CacheCore<K, V, H, E, P>::Release(Load* l, std::optional<V>* value,
                                     const ValueBox* stale,
                                     std::exception_ptr error,
                                     std::vector<Callback> callbacks,
-                                    Timer::Id timer) noexcept {
+                                    const Timer::Id (&timers)[2]) noexcept {
   // One thread per load gets here: the one that decided its outcome.
   try {
     if (value != nullptr) {
@@ -1748,17 +1740,20 @@ void CacheCore<K, V, H, E, P>::Release(Load* l, std::optional<V>* value,
   }
   for (Callback& cb : callbacks) std::move(cb)(v, outcome_error);
   callbacks.clear();
-  if (timer != 0 && timer_ != nullptr) timer_->Cancel(timer);
+  for (Timer::Id id : timers) {
+    if (id != 0) timer_->Cancel(id);  // ids exist: so does the timer
+  }
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::HandleDeadlines(Load* l, int64_t now) noexcept {
+void CacheCore<K, V, H, E, P>::HandleDeadlines(Load* l, int64_t now,
+                                               bool from_timer) noexcept {
   EpochGuard guard;
   Shard& s = *l->shard;
   const ValueBox* stale = nullptr;
   std::vector<Callback> callbacks;
   bool hard = false;
-  Timer::Id timer = 0;
+  Timer::Id timers[2] = {0, 0};
   std::stop_source stop{std::nostopstate};
   {
     Aftermath after(this);
@@ -1786,7 +1781,10 @@ void CacheCore<K, V, H, E, P>::HandleDeadlines(Load* l, int64_t now) noexcept {
         l->stale_reason = StaleReason::kHardTimeout;
         callbacks = std::move(l->callbacks);
         l->callbacks.clear();
-        timer = std::exchange(l->timer, 0);
+        if (!from_timer) {
+          timers[0] = std::exchange(l->timers[0], 0);
+          timers[1] = std::exchange(l->timers[1], 0);
+        }
       } else if (!l->soft_fired && now >= l->soft_deadline_ns &&
                  e != nullptr && (stale = StaleBox(e, now)) != nullptr) {
         // Soft: the waiting callbacks get the stale value; the load goes on.
@@ -1807,7 +1805,7 @@ void CacheCore<K, V, H, E, P>::HandleDeadlines(Load* l, int64_t now) noexcept {
           timeout = BadAllocError();
         }
       }
-      Release(l, nullptr, stale, timeout, std::move(callbacks), timer);
+      Release(l, nullptr, stale, timeout, std::move(callbacks), timers);
       stop.request_stop();
       return;
     }
@@ -2406,12 +2404,16 @@ auto CacheCore<K, V, H, E, P>::BuildMap(
   // One allocation, into an empty table: if it fails, nothing is lost.
   building->reserve(found.size());
   for (auto& [key, value] : found) {
-    K copy(*key);  // may throw: the table is still whole
+    std::optional<K> copy;
     try {
-      building->try_emplace(std::move(copy), std::move(value));
+      copy.emplace(*key);
     } catch (...) {
-      throw;  // `building` is abandoned
+      building->~Map();  // whole: only the copy failed
+      throw;
     }
+    // Moves into a reserved slot. A move that throws leaves the table
+    // broken: it is then abandoned.
+    building->try_emplace(std::move(*copy), std::move(value));
   }
   Map result(std::move(*building));
   building->~Map();
