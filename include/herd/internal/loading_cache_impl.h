@@ -504,9 +504,13 @@ class CacheCore {
   // `*early` is set when XFetch decided it.
   bool WantsRefresh(const Entry* e, const ValueBox* b, int64_t now,
                     size_t stripe, bool* early) const;
+  // Values are copied before they go into a promise, and moved in: a copy
+  // that throws inside set_value would leave its std::call_once flag
+  // broken under ThreadSanitizer's interceptor (glibc's recovers).
   std::shared_future<Value> Ready(const Value& v) const {
+    Value copy(v);
     std::promise<Value> p;
-    p.set_value(v);
+    p.set_value(std::move(copy));
     return p.get_future().share();
   }
   std::shared_future<Value> ReadyError(std::exception_ptr e) const {
@@ -1712,7 +1716,8 @@ void CacheCore<K, V, H, E, P>::Release(Load* l, std::optional<V>* value,
     if (value != nullptr) {
       l->promise.set_value(std::move(**value));
     } else if (stale != nullptr) {
-      l->promise.set_value(stale->value);
+      V copy(stale->value);  // outside set_value: see Ready()
+      l->promise.set_value(std::move(copy));
     } else {
       l->promise.set_exception(error);
     }
@@ -2100,7 +2105,8 @@ std::shared_future<V> CacheCore<K, V, H, E, P>::Async(const K& key,
               [p = own](const V* v, std::exception_ptr err) mutable {
                 try {
                   if (v != nullptr) {
-                    p->set_value(*v);
+                    V copy(*v);  // outside set_value: see Ready()
+                    p->set_value(std::move(copy));
                   } else {
                     p->set_exception(err);
                   }
