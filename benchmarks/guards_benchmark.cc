@@ -60,7 +60,8 @@ void BM_Retry_FirstAttemptSucceeds(benchmark::State& state) {
 BENCHMARK(BM_Retry_FirstAttemptSucceeds);
 
 void BM_TokenBucket_TryAcquire_Uncontended(benchmark::State& state) {
-  TokenBucket bucket(1e9, 1000000000);  // never runs dry in a benchmark
+  // Never runs dry in a benchmark.
+  TokenBucket bucket({.rate = 1e9, .capacity = 1000000000});
   for (auto _ : state) benchmark::DoNotOptimize(bucket.TryAcquire());
 }
 BENCHMARK(BM_TokenBucket_TryAcquire_Uncontended);

@@ -2,10 +2,11 @@
 
 # herd_check_listed(<glob> <names>...)
 #
-# Fails the configure step if a file in the current source directory that
+# Fails the configure step if a file under the current source directory that
 # matches <glob> is not among <names> (file names without extension). Bazel
-# globs these directories, CMake lists them; this keeps the two in step, and
-# CONFIGURE_DEPENDS re-runs the check when a file is added.
+# globs tests/, benchmarks/ and examples/, CMake lists them; this keeps the
+# two in step (and lib/*.cc in some component), and CONFIGURE_DEPENDS
+# re-runs the check when a file is added.
 function(herd_check_listed pattern)
   file(GLOB files CONFIGURE_DEPENDS RELATIVE "${CMAKE_CURRENT_SOURCE_DIR}"
     "${CMAKE_CURRENT_SOURCE_DIR}/${pattern}")
@@ -17,9 +18,9 @@ function(herd_check_listed pattern)
     endif()
   endforeach()
   if(missing)
-    file(RELATIVE_PATH dir "${PROJECT_SOURCE_DIR}" "${CMAKE_CURRENT_SOURCE_DIR}")
+    file(RELATIVE_PATH list_file "${PROJECT_SOURCE_DIR}" "${CMAKE_CURRENT_LIST_FILE}")
     message(FATAL_ERROR
-      "${dir}/ has sources CMake does not build: ${missing}\n"
-      "Add them to the list in ${dir}/CMakeLists.txt (Bazel picks them up by itself).")
+      "${pattern} (in ${list_file}'s directory) has sources CMake does not build: ${missing}\n"
+      "Add them to the list in ${list_file}.")
   endif()
 endfunction()

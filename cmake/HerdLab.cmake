@@ -3,6 +3,7 @@
 # herd_stampede_lab, which tests/stampede_lab_test links; main.cc is the
 # program herd-stampede.
 find_package(SQLite3 REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
 
 file(GLOB HERD_LAB_SOURCES CONFIGURE_DEPENDS
   "${PROJECT_SOURCE_DIR}/lab/*.cc" "${PROJECT_SOURCE_DIR}/lab/*.h")
@@ -12,7 +13,10 @@ add_library(herd_stampede_lab STATIC ${HERD_LAB_SOURCES})
 # "lab/stampede_lab.h", as Bazel resolves it.
 target_include_directories(herd_stampede_lab PUBLIC "${PROJECT_SOURCE_DIR}")
 target_link_libraries(herd_stampede_lab
-  PUBLIC herd::herd absl::core_headers absl::flat_hash_map absl::synchronization SQLite::SQLite3)
+  PUBLIC
+    herd::herd absl::flat_hash_map absl::flags absl::flags_commandlineflag
+    absl::flags_reflection absl::strings absl::str_format
+    nlohmann_json::nlohmann_json SQLite::SQLite3)
 
 add_executable(herd-stampede "${PROJECT_SOURCE_DIR}/lab/main.cc")
 # stampede_lab_test runs it: in sanitizer builds it needs their options too.

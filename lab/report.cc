@@ -16,6 +16,7 @@
 
 #include "lab/database.h"
 #include "lab/stampede_lab.h"
+#include "nlohmann/json.hpp"
 
 namespace herd::lab {
 namespace {
@@ -50,22 +51,6 @@ const StrategyResult* Find(const Report& report, Strategy s) {
     if (r.strategy == s) return &r;
   }
   return nullptr;
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      out += Format("\\u%04x", c);
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
 }
 
 // Is `name` an executable on $PATH?
@@ -180,61 +165,70 @@ std::string Verdict(const Report& report) {
          " or more: " + stuck + "\n";
     v += "  (under lock and share a stalled query holds every caller of its "
          "key; share-guarded bounds\n"
-         "   the wait with DoFor + Forget(kRerun), max_flight_age and "
-         "WithDeadline)\n";
+         "   the wait with DoFor + Forget(kRerunOnNextCall), max_flight_age "
+         "and WithDeadline)\n";
   }
   return v;
 }
 
 std::string ToJson(const Report& report) {
+  using Json = nlohmann::ordered_json;  // keys in the order written here
   const Config& c = report.config;
   const Calibration& cal = report.calibration;
-  std::string j = "{\n";
-  j += Format(
-      "  \"config\": {\"workers\": %d, \"keys\": %d, \"skew\": %g, "
-      "\"ttl_ms\": %g, \"duration_ms\": %g, \"requests\": %llu, "
-      "\"think_ms\": %g, \"query_ms\": %g, \"seed\": %llu, "
-      "\"extra_rate\": %g, \"refresh_after\": %g, \"beta\": %g, "
-      "\"stall_every\": %llu, \"stall_ms\": %g},\n",
-      c.workers, c.keys, c.skew, c.ttl.count(), c.duration.count(),
-      static_cast<unsigned long long>(c.requests), c.think.count(), c.query_ms,
-      static_cast<unsigned long long>(c.seed), c.extra_rate, c.refresh_after,
-      c.beta, static_cast<unsigned long long>(c.stall_every), c.stall.count());
-  j += "  \"database\": {\"path\": " + JsonString(cal.db_path) +
-       Format(
-           ", \"rows\": %lld, \"built\": %s, \"scan_rows\": %lld, "
-           "\"query_ms\": %.3f, \"wait_ms\": %.3f, "
-           "\"max_flight_age_ms\": %.3f, \"deadline_ms\": %.3f},\n",
-           static_cast<long long>(cal.rows), cal.built ? "true" : "false",
-           static_cast<long long>(cal.scan_rows), cal.query_time.count(),
-           cal.wait.count(), cal.max_flight_age.count(), cal.deadline.count());
-  j += "  \"strategies\": [";
-  for (size_t i = 0; i < report.results.size(); ++i) {
-    const StrategyResult& r = report.results[i];
-    j += i == 0 ? "\n" : ",\n";
-    j += Format(
-        "    {\"strategy\": \"%s\", \"requests\": %llu, \"queries\": %llu, "
-        "\"refreshes\": %llu, \"expiries\": %llu, "
-        "\"queries_per_expiry\": %.4f, \"throughput\": %.1f, "
-        "\"p50_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, "
-        "\"errors\": %llu, \"stalls\": %llu, \"stuck\": %llu, "
-        "\"elapsed_ms\": %.1f, "
-        "\"interrupted\": %s}",
-        std::string(StrategyName(r.strategy)).c_str(),
-        static_cast<unsigned long long>(r.requests),
-        static_cast<unsigned long long>(r.queries),
-        static_cast<unsigned long long>(r.refreshes),
-        static_cast<unsigned long long>(r.expiries), r.QueriesPerExpiry(),
-        r.Throughput(), r.p50.count(), r.p99.count(), r.max.count(),
-        static_cast<unsigned long long>(r.errors),
-        static_cast<unsigned long long>(r.stalls),
-        static_cast<unsigned long long>(r.stuck), r.elapsed.count(),
-        r.interrupted ? "true" : "false");
+  Json j;
+  j["config"] = {
+      {"workers", c.workers},
+      {"keys", c.keys},
+      {"skew", c.skew},
+      {"ttl_ms", c.ttl.count()},
+      {"duration_ms", c.duration.count()},
+      {"requests", c.requests},
+      {"think_ms", c.think.count()},
+      {"query_ms", c.query_ms},
+      {"seed", c.seed},
+      {"extra_rate", c.extra_rate},
+      {"refresh_after", c.refresh_after},
+      {"beta", c.beta},
+      {"stall_every", c.stall_every},
+      {"stall_ms", c.stall.count()},
+  };
+  j["database"] = {
+      {"path", cal.db_path},
+      {"rows", cal.rows},
+      {"built", cal.built},
+      {"scan_rows", cal.scan_rows},
+      {"query_ms", cal.query_time.count()},
+      {"wait_ms", cal.wait.count()},
+      {"max_flight_age_ms", cal.max_flight_age.count()},
+      {"deadline_ms", cal.deadline.count()},
+  };
+  Json strategies = Json::array();
+  for (const StrategyResult& r : report.results) {
+    strategies.push_back({
+        {"strategy", StrategyName(r.strategy)},
+        {"requests", r.requests},
+        {"queries", r.queries},
+        {"refreshes", r.refreshes},
+        {"expiries", r.expiries},
+        {"queries_per_expiry", r.QueriesPerExpiry()},
+        {"throughput", r.Throughput()},
+        {"p50_ms", r.p50.count()},
+        {"p99_ms", r.p99.count()},
+        {"max_ms", r.max.count()},
+        {"errors", r.errors},
+        {"stalls", r.stalls},
+        {"stuck", r.stuck},
+        {"elapsed_ms", r.elapsed.count()},
+        {"interrupted", r.interrupted},
+    });
   }
-  j += "\n  ],\n";
-  j += Format("  \"interrupted\": %s\n}\n",
-              report.interrupted ? "true" : "false");
-  return j;
+  j["strategies"] = std::move(strategies);
+  j["interrupted"] = report.interrupted;
+  // A path need not be UTF-8: bytes that are not are written as U+FFFD
+  // rather than throwing.
+  return j.dump(2, ' ', /*ensure_ascii=*/false,
+                Json::error_handler_t::replace) +
+         "\n";
 }
 
 std::string Plot(const Report& report, const std::string& path) {

@@ -222,8 +222,9 @@ class ShareServer : public NoneServer {
 
 // share-guarded: what limits the damage of a query that hangs.
 //  * DoFor: a waiter gives up on a flight after `wait`...
-//  * ...and Forget(kRerun) lets it run the query again as an extra execution
-//    of the same flight, whose result frees every waiter of that flight;
+//  * ...and Forget(kRerunOnNextCall) lets it run the query again as an extra
+//    execution of the same flight, whose result frees every waiter of that
+//    flight;
 //  * max_flight_age: a caller arriving at a flight that old starts afresh;
 //  * WithDeadline: the stuck query itself is stopped after `deadline`.
 class GuardedServer : public ShareServer {
@@ -246,7 +247,7 @@ class GuardedServer : public ShareServer {
         if (attempt == kAttempts) throw;
         // The flight is taking too long: run the query again, as an extra
         // execution whose result answers everyone waiting on the flight.
-        share_.Forget(key, ForgetMode::kRerun);
+        share_.Forget(key, ForgetMode::kRerunOnNextCall);
       } catch (const DeadlineExceeded&) {
         if (attempt == kAttempts) throw;
         // The query was stopped: ask again (a new flight, shared as usual).

@@ -13,7 +13,7 @@
 //   herd::lab::RunLab       builds/reuses the database, calibrates the query,
 //                           runs the workload once per strategy -> Report
 //   herd::lab::PrintTable   the table and verdict a person reads
-//   herd::lab::ToJson       the same figures for scripts
+//   herd::lab::ToJson       the same figures for scripts (nlohmann-json)
 //   herd::lab::Main         the whole program; returns its exit status
 //
 // The workload: `workers` threads of a herd::ThreadPool play a server. Each
@@ -54,8 +54,9 @@ enum class Strategy {
   kLock,          // a per-key mutex around check-query-store
   kShare,         // herd::Share around check-query-store
   kShareSampled,  // ...with extra executions (extra_execution_rate)
-  kShareGuarded,  // ...with DoFor + Forget(kRerun), max_flight_age and
-                  // WithDeadline: the defences against a stalled query
+  kShareGuarded,  // ...with DoFor + Forget(kRerunOnNextCall),
+                  // max_flight_age and WithDeadline: the defences
+                  // against a stalled query
   kCacheRefresh,  // herd::LoadingCache with refresh_after
   kEarly,         // herd::LoadingCache with XFetch (early_refresh_beta)
 };
@@ -111,7 +112,10 @@ struct ParsedFlags {
   std::string error;  // empty iff the flags are valid
 };
 
-// Parses `args` (argv without argv[0]): --name=value or --name value.
+// Parses `args` (argv without argv[0]): --name=value or --name value (a
+// boolean flag alone means true). The flags are absl flags (lab/flags.cc)
+// that each call first resets to their defaults: call it from one thread at
+// a time.
 ParsedFlags ParseFlags(const std::vector<std::string>& args);
 
 // The --help text.

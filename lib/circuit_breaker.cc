@@ -10,7 +10,7 @@ namespace herd {
 
 namespace {
 
-const CircuitBreaker::Options& Validate(const CircuitBreaker::Options& o) {
+const CircuitBreakerOptions& Validate(const CircuitBreakerOptions& o) {
   if (o.failure_threshold < 1) {
     throw std::invalid_argument(
         "herd::CircuitBreaker: failure_threshold must be >= 1");
@@ -36,20 +36,34 @@ const CircuitBreaker::Options& Validate(const CircuitBreaker::Options& o) {
 
 }  // namespace
 
-CircuitBreaker::CircuitBreaker(Options options)
+CircuitBreaker::CircuitBreaker(CircuitBreakerOptions options)
     : options_(Validate(options)),
       clock_(options_.clock != nullptr ? *options_.clock : Clock::Steady()),
       window_failure_threshold_(std::max(
           1, static_cast<int>(std::ceil(
                  options_.failure_ratio * options_.window_size - 1e-9)))) {
+  internal::MutexLock lock(&mu_);
   window_.assign(options_.window_size, false);
+  last_now_ = clock_.Now();
 }
 
-CircuitBreaker::CircuitBreaker() : CircuitBreaker(Options()) {}
+CircuitBreaker::CircuitBreaker() : CircuitBreaker(CircuitBreakerOptions()) {}
+
+Clock::time_point CircuitBreaker::ReadClock() {
+  last_now_ = clock_.Now();
+  return last_now_;
+}
+
+bool CircuitBreaker::OpenPeriodOver(Clock::time_point now) const {
+  // opened_at_ <= now: it was read from the same monotonic clock (or is
+  // an earlier reading, last_now_), so the difference cannot overflow.
+  return state_ == State::kOpen && now - opened_at_ >= options_.open_duration;
+}
 
 std::optional<CircuitBreaker::Ticket> CircuitBreaker::TryAdmit() {
   internal::MutexLock lock(&mu_);
-  if (state_ == State::kOpen) Refresh(clock_.Now());
+  // Reading the clock is the only step that can throw, and it comes first.
+  if (state_ == State::kOpen) Refresh(ReadClock());
   switch (state_) {
     case State::kClosed:
       return Ticket(generation_, /*trial=*/false);
@@ -72,13 +86,13 @@ void CircuitBreaker::Record(const Ticket& ticket, bool failed) noexcept {
   if (ticket.trial_) {
     // state_ is kHalfOpen: a generation is only ever one state.
     if (failed) {
-      Open(clock_.Now());
+      Open(NowOrLast());
     } else if (++trials_succeeded_ == options_.half_open_trials) {
       Close();
     }
     return;
   }
-  if (RecordClosed(failed)) Open(clock_.Now());
+  if (RecordClosed(failed)) Open(NowOrLast());
 }
 
 bool CircuitBreaker::RecordClosed(bool failed) {
@@ -98,8 +112,16 @@ bool CircuitBreaker::RecordClosed(bool failed) {
   return window_count_ == n && window_failures_ >= window_failure_threshold_;
 }
 
+Clock::time_point CircuitBreaker::NowOrLast() noexcept {
+  try {
+    return ReadClock();
+  } catch (...) {
+    return last_now_;  // see the header: opens as of the last reading
+  }
+}
+
 void CircuitBreaker::Refresh(Clock::time_point now) {
-  if (state_ == State::kOpen && now - opened_at_ >= options_.open_duration) {
+  if (OpenPeriodOver(now)) {
     state_ = State::kHalfOpen;
     ++generation_;
     trials_admitted_ = 0;
@@ -129,8 +151,7 @@ bool CircuitBreaker::IsFailure(const std::exception_ptr& e) const {
 
 CircuitBreaker::State CircuitBreaker::state() const {
   internal::MutexLock lock(&mu_);
-  if (state_ == State::kOpen &&
-      clock_.Now() - opened_at_ >= options_.open_duration) {
+  if (state_ == State::kOpen && OpenPeriodOver(clock_.Now())) {
     return State::kHalfOpen;
   }
   return state_;

@@ -2,7 +2,7 @@
 
 #include "herd/clock.h"
 
-#include <stdexcept>
+#include <algorithm>
 #include <thread>
 
 namespace herd {
@@ -65,16 +65,8 @@ bool FakeClock::SleepUntil(time_point deadline, std::stop_token stop) const {
   return reached;
 }
 
-void FakeClock::Advance(duration d) {
-  if (d < duration::zero()) {
-    throw std::invalid_argument("herd::FakeClock::Advance: negative duration");
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  now_ += d;
-  cv_.notify_all();
-}
-
 void FakeClock::AdvanceTo(time_point t) {
+  t = std::min(t, kEndOfTime);
   std::lock_guard<std::mutex> lock(mu_);
   if (t > now_) {
     now_ = t;

@@ -8,7 +8,11 @@
 
 namespace herd {
 
-Timer::Timer(const Clock& clock) : clock_(clock), thread_([this] { Loop(); }) {}
+Timer::Timer(TimerOptions options)
+    : clock_(options.clock != nullptr ? *options.clock : Clock::Steady()),
+      thread_([this] { Loop(); }) {}
+
+Timer::Timer(const Clock& clock) : Timer(TimerOptions{.clock = &clock}) {}
 
 Timer::~Timer() {
   std::unordered_map<Id, Callback> cancelled;
@@ -25,7 +29,7 @@ Timer::~Timer() {
 }
 
 Timer& Timer::Default() {
-  static Timer* const timer = new Timer(Clock::Steady());
+  static Timer* const timer = new Timer();
   return *timer;
 }
 
@@ -37,8 +41,15 @@ Timer::Id Timer::RunAt(Clock::time_point deadline, Callback callback) {
   Id id;
   {
     internal::MutexLock lock(&mu_);
-    id = next_id_++;
+    // Everything that can throw comes first: room in the heap, then the
+    // map's node. After the emplace nothing throws, so a failed RunAt
+    // leaves no callback behind (and no heap entry without one).
+    if (heap_.size() == heap_.capacity()) {
+      heap_.reserve(std::max<size_t>(16, 2 * heap_.capacity()));
+    }
+    id = next_id_;
     callbacks_.emplace(id, std::move(callback));
+    ++next_id_;
     heap_.push_back(Entry{deadline, id});
     std::push_heap(heap_.begin(), heap_.end(), Later());
     if (idle_) {
@@ -50,11 +61,6 @@ Timer::Id Timer::RunAt(Clock::time_point deadline, Callback callback) {
   }
   if (notify_idle) idle_cv_.notify_one();
   return id;
-}
-
-Timer::Id Timer::RunAfter(Clock::duration delay, Callback callback) {
-  return RunAt(clock_.Now() + std::max(delay, Clock::duration::zero()),
-               std::move(callback));
 }
 
 bool Timer::Cancel(Id id) {

@@ -1,8 +1,15 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/bounded_queue.h: FIFO order, blocking at the capacity, Close()
+// without losing accepted elements, PushFor / PopFor at zero and max().
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/bounded_queue.h"
 
 #include <chrono>
+#include <cmath>
+#include <future>
 #include <latch>
 #include <memory>
 #include <optional>
@@ -12,6 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "herd/errors.h"
+#include "tests/testing/thread_state.h"
 
 namespace herd {
 namespace {
@@ -115,6 +123,89 @@ TEST(BoundedQueue, PopForTimesOutOnEmptyQueue) {
   EXPECT_FALSE(q.closed());
   q.Push(5);
   EXPECT_EQ(q.PopFor(std::chrono::milliseconds(0)), 5);
+}
+
+// Runs `call` on its own thread; returns once that thread is blocked in the
+// kernel (inside the queue's wait) or has finished, with its result.
+template <class R>
+struct Blocked {
+  std::future<R> result;
+  std::jthread thread;
+};
+template <class R, class F>
+Blocked<R> StartAndAwaitBlocked(F call) {
+  std::promise<pid_t> tid;
+  std::promise<R> promise;
+  Blocked<R> b{promise.get_future(), {}};
+  std::future<pid_t> thread_id = tid.get_future();
+  b.thread = std::jthread([call, &tid, promise = std::move(promise)]() mutable {
+    tid.set_value(test::ThisThreadId());
+    promise.set_value(call());
+  });
+  test::AwaitAsleep(thread_id.get(), [&] {
+    return b.result.wait_for(std::chrono::seconds(0)) ==
+           std::future_status::ready;
+  });
+  return b;
+}
+
+// bounded_queue.h: "duration::max(), or any timeout past the clock's range,
+// means no limit": PopFor waits for the element however long it takes.
+TEST(BoundedQueue, PopForDurationMaxWaitsForAnElement) {
+  BoundedQueue<int> q(1);
+  auto nanos = StartAndAwaitBlocked<std::optional<int>>(
+      [&] { return q.PopFor(std::chrono::nanoseconds::max()); });
+  q.Push(5);
+  EXPECT_EQ(nanos.result.get(), 5);
+  auto hours = StartAndAwaitBlocked<std::optional<int>>(
+      [&] { return q.PopFor(std::chrono::hours::max()); });
+  q.Push(6);
+  EXPECT_EQ(hours.result.get(), 6);
+  auto closed = StartAndAwaitBlocked<std::optional<int>>(
+      [&] { return q.PopFor(std::chrono::nanoseconds::max()); });
+  q.Close();
+  EXPECT_EQ(closed.result.get(), std::nullopt);
+}
+
+// bounded_queue.h: PushFor: waits up to the timeout while full; max: no
+// limit; false (value untouched) when closed.
+TEST(BoundedQueue, PushForDurationMaxWaitsForRoom) {
+  BoundedQueue<std::unique_ptr<int>> q(1);
+  q.Push(std::make_unique<int>(1));
+  auto pushed = StartAndAwaitBlocked<bool>([&] {
+    return q.PushFor(std::make_unique<int>(2), std::chrono::hours::max());
+  });
+  EXPECT_EQ(*q.Pop().value(), 1);
+  EXPECT_TRUE(pushed.result.get());
+  EXPECT_EQ(*q.Pop().value(), 2);
+  q.Push(std::make_unique<int>(3));
+  auto refused = StartAndAwaitBlocked<bool>([&] {
+    auto value = std::make_unique<int>(4);
+    const bool ok =
+        q.PushFor(std::move(value), std::chrono::nanoseconds::max());
+    return !ok && value != nullptr && *value == 4;  // untouched
+  });
+  q.Close();
+  EXPECT_TRUE(refused.result.get());
+}
+
+// bounded_queue.h: "zero means only if it can be done now"; negative and
+// NaN are rejected.
+TEST(BoundedQueue, ZeroTimeoutsDoOnlyWhatCanBeDoneNow) {
+  BoundedQueue<int> q(1);
+  EXPECT_EQ(q.PopFor(std::chrono::nanoseconds::zero()), std::nullopt);
+  EXPECT_TRUE(q.PushFor(1, std::chrono::nanoseconds::zero()));
+  int value = 2;
+  EXPECT_FALSE(q.PushFor(std::move(value), std::chrono::hours::zero()));
+  EXPECT_EQ(q.PopFor(std::chrono::hours::zero()), 1);
+  EXPECT_THROW(q.PopFor(-std::chrono::milliseconds(1)), std::invalid_argument);
+  EXPECT_THROW(q.PushFor(3, -std::chrono::milliseconds(1)),
+               std::invalid_argument);
+  EXPECT_THROW(q.PopFor(std::chrono::duration<double>(std::nan(""))),
+               std::invalid_argument);
+  EXPECT_EQ(q.size(), 0u);
+  q.Close();
+  EXPECT_FALSE(q.PushFor(4, std::chrono::hours(1)));  // closed: at once
 }
 
 TEST(BoundedQueue, ManyProducersAndConsumersLoseNothing) {

@@ -1,17 +1,27 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/circuit_breaker.h: the closed / open / half-open state machine
+// in both trip modes, outcomes counted only in the state that admitted them,
+// open_duration at its ends, a throwing clock or is_failure.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/circuit_breaker.h"
 
 #include <atomic>
 #include <chrono>
+#include <exception>
+#include <functional>
 #include <latch>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
+#include "tests/testing/clocks.h"
 
 namespace herd {
 namespace {
@@ -45,14 +55,14 @@ bool Call(CircuitBreaker& breaker, bool fail) {
   return ran;
 }
 
-CircuitBreaker::Options Consecutive(const Clock& clock, int threshold) {
+CircuitBreakerOptions Consecutive(const Clock& clock, int threshold) {
   return {.failure_threshold = threshold,
           .open_duration = seconds(10),
           .clock = &clock};
 }
 
 TEST(CircuitBreaker, RejectsBadOptions) {
-  auto make = [](CircuitBreaker::Options o) { CircuitBreaker b(std::move(o)); };
+  auto make = [](CircuitBreakerOptions o) { CircuitBreaker b(std::move(o)); };
   EXPECT_THROW(make({.failure_threshold = 0}), std::invalid_argument);
   EXPECT_THROW(make({.failure_threshold = -1}), std::invalid_argument);
   EXPECT_THROW(make({.window_size = -1}), std::invalid_argument);
@@ -64,6 +74,103 @@ TEST(CircuitBreaker, RejectsBadOptions) {
   EXPECT_THROW(make({.open_duration = -seconds(1)}), std::invalid_argument);
   EXPECT_THROW(make({.half_open_trials = 0}), std::invalid_argument);
   EXPECT_NO_THROW(make({}));
+  EXPECT_NO_THROW(make({.open_duration = Clock::duration::max()}));
+  CircuitBreaker breaker;
+  EXPECT_THROW(WithBreaker(breaker, std::function<int()>()),
+               std::invalid_argument);
+}
+
+// circuit_breaker.h: "open_duration = duration::max() keeps a tripped
+// breaker open for good (it never half-opens)".
+TEST(CircuitBreaker, OpenDurationMaxNeverHalfOpens) {
+  FakeClock clock;
+  CircuitBreaker breaker({.failure_threshold = 1,
+                          .open_duration = Clock::duration::max(),
+                          .clock = &clock});
+  EXPECT_TRUE(Call(breaker, /*fail=*/true));
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  clock.Advance(std::chrono::hours(24 * 365 * 200));
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  EXPECT_FALSE(Call(breaker, /*fail=*/false));
+  clock.Advance(Clock::duration::max());  // the end of time
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  EXPECT_FALSE(Call(breaker, /*fail=*/false));
+  EXPECT_EQ(breaker.rejected(), 2);
+}
+
+// circuit_breaker.h: "A Clock that throws: TryAdmit() and state() read
+// Now() only while the breaker is open; if it throws, the exception
+// propagates and nothing changes (no call admitted, none counted as
+// rejected; WithBreaker() does not run the loader)."
+TEST(CircuitBreaker, ClockThatThrowsWhileOpenChangesNothing) {
+  FakeClock fake;
+  test::ThrowingClock clock(fake);
+  CircuitBreaker breaker(Consecutive(clock, 1));
+  clock.ArmNow();
+  EXPECT_TRUE(breaker.TryAdmit().has_value());  // closed: no clock read
+  EXPECT_EQ(breaker.state(), State::kClosed);
+  clock.Disarm();
+  EXPECT_TRUE(Call(breaker, /*fail=*/true));  // opens
+  fake.Advance(seconds(10));                  // and half-open is due
+  clock.ArmNow();
+  bool ran = false;
+  auto loader = WithBreaker(breaker, [&] { ran = true; });
+  EXPECT_THROW(loader(std::stop_token()), test::ClockFailure);
+  EXPECT_FALSE(ran);
+  EXPECT_THROW(breaker.state(), test::ClockFailure);
+  EXPECT_EQ(breaker.rejected(), 0);
+  clock.Disarm();
+  // Nothing changed: the one trial is still there to take.
+  EXPECT_EQ(breaker.state(), State::kHalfOpen);
+  EXPECT_TRUE(Call(breaker, /*fail=*/false));
+  EXPECT_EQ(breaker.state(), State::kClosed);
+}
+
+// circuit_breaker.h: "Record() is noexcept ...; if Now() throws there, the
+// breaker opens as of the last instant it read from the clock ..., so it
+// half-opens no later than open_duration after the failure, possibly
+// sooner."
+TEST(CircuitBreaker, ClockThatThrowsInRecordOpensAsOfTheLastReading) {
+  FakeClock fake;
+  test::ThrowingClock clock(fake);
+  CircuitBreaker breaker(Consecutive(clock, 1));  // read at construction: t0
+  fake.Advance(seconds(4));
+  clock.ArmNow();
+  EXPECT_TRUE(Call(breaker, /*fail=*/true));  // trips at t0 + 4 s
+  clock.Disarm();
+  EXPECT_EQ(breaker.state(), State::kOpen);
+  fake.Advance(seconds(6));  // open_duration after t0, not after the failure
+  EXPECT_EQ(breaker.state(), State::kHalfOpen);
+}
+
+// circuit_breaker.h: is_failure: "A predicate that throws counts the call
+// as a failure (in WithBreaker(), its exception then replaces the
+// loader's)."
+TEST(CircuitBreaker, IsFailureThatThrowsCountsAsAFailure) {
+  FakeClock clock;
+  CircuitBreakerOptions o = Consecutive(clock, 1);
+  o.is_failure = [](const std::exception_ptr&) -> bool {
+    throw std::logic_error("predicate");
+  };
+  CircuitBreaker breaker(o);
+  auto loader = WithBreaker(breaker, []() -> int { throw DbDown(); });
+  EXPECT_THROW(loader(std::stop_token()), std::logic_error);
+  EXPECT_EQ(breaker.state(), State::kOpen);
+}
+
+// circuit_breaker.h: CircuitBreaker::Options stays one release, deprecated.
+TEST(CircuitBreaker, DeprecatedOptionsNameStillWorks) {
+  FakeClock clock;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  CircuitBreaker::Options o;
+  static_assert(std::is_same_v<decltype(o), CircuitBreakerOptions>);
+#pragma GCC diagnostic pop
+  o.failure_threshold = 1;
+  o.clock = &clock;
+  CircuitBreaker breaker(o);
+  EXPECT_TRUE(Call(breaker, /*fail=*/true));
+  EXPECT_EQ(breaker.state(), State::kOpen);
 }
 
 TEST(CircuitBreaker, ClosedBreakerPassesValuesAndErrorsThrough) {
@@ -142,7 +249,7 @@ TEST(CircuitBreaker, FailedTrialReopensForAnotherOpenDuration) {
 
 TEST(CircuitBreaker, HalfOpenAdmitsOnlyTheTrialCount) {
   FakeClock clock;
-  CircuitBreaker::Options o = Consecutive(clock, 1);
+  CircuitBreakerOptions o = Consecutive(clock, 1);
   o.half_open_trials = 2;
   CircuitBreaker breaker(o);
   Call(breaker, true);
@@ -226,7 +333,7 @@ TEST(CircuitBreaker, OutcomeOfCallAdmittedInEarlierStateIsIgnored) {
 
 TEST(CircuitBreaker, IsFailureDecidesWhatCounts) {
   FakeClock clock;
-  CircuitBreaker::Options o = Consecutive(clock, 1);
+  CircuitBreakerOptions o = Consecutive(clock, 1);
   o.is_failure = [](const std::exception_ptr& e) {
     try {
       std::rethrow_exception(e);

@@ -1,6 +1,7 @@
 // Copyright 2026 The herd Authors.
 //
-// Tests of herd::FakeClock and herd::SteadyClock. No test orders threads by
+// Tests herd/clock.h: herd::FakeClock and herd::SteadyClock, each test named
+// for the contract it checks. No test orders threads by
 // sleeping: a test learns that a thread is asleep from
 // FakeClock::WaitForSleepers(), and that it woke from the future it sets.
 // "Not woken yet" is checked with future::wait_for(0), which never blocks.
@@ -8,6 +9,7 @@
 #include "herd/clock.h"
 
 #include <chrono>
+#include <cmath>
 #include <future>
 #include <latch>
 #include <stdexcept>
@@ -320,6 +322,123 @@ TEST(SteadyClock, StopWakesASleepingThread) {
   sleeper.request_stop();
   EXPECT_FALSE(reached.get());
   EXPECT_LT(clock.Now(), deadline);
+}
+
+// clock.h: SleepFor(d): "a duration that takes a deadline past the end of
+// the clock's range means no limit": only the stop ends it, and it returns
+// false. Time far in the future does not wake it either.
+TEST(FakeClock, SleepForDurationMaxEndsOnlyWhenStopped) {
+  FakeClock clock;
+  std::promise<bool> woke;
+  std::future<bool> reached = woke.get_future();
+  std::jthread sleeper([&](std::stop_token stop) {
+    woke.set_value(clock.SleepFor(Clock::duration::max(), stop));
+  });
+  clock.WaitForSleepers(1);
+  clock.Advance(hours(24 * 365 * 200));  // two centuries later: still asleep
+  EXPECT_EQ(reached.wait_for(seconds(0)), std::future_status::timeout);
+  EXPECT_EQ(clock.Sleepers(), 1u);
+  sleeper.request_stop();
+  EXPECT_FALSE(reached.get());
+}
+
+// clock.h: SleepFor(): any duration type, saturated (hours::max() does not
+// overflow into a deadline in the past).
+TEST(FakeClock, SleepForHoursMaxEndsOnlyWhenStopped) {
+  FakeClock clock;
+  std::stop_source stop;
+  std::promise<bool> woke;
+  std::future<bool> reached = woke.get_future();
+  std::jthread sleeper(
+      [&] { woke.set_value(clock.SleepFor(hours::max(), stop.get_token())); });
+  clock.WaitForSleepers(1);
+  clock.Advance(Clock::duration::max());  // the end of time: still asleep
+  EXPECT_EQ(clock.Now(), FakeClock::kEndOfTime);
+  EXPECT_EQ(reached.wait_for(seconds(0)), std::future_status::timeout);
+  stop.request_stop();
+  EXPECT_FALSE(reached.get());
+}
+
+// clock.h: "A zero or negative SleepFor() returns at once", with true, even
+// with a stopped token (the deadline has been reached).
+TEST(FakeClock, SleepForZeroOrNegativeReturnsTrueAtOnce) {
+  FakeClock clock;
+  const TimePoint start = clock.Now();
+  EXPECT_TRUE(clock.SleepFor(Clock::duration::zero()));
+  EXPECT_TRUE(clock.SleepFor(-seconds(5)));
+  EXPECT_TRUE(clock.SleepFor(Clock::duration::min()));
+  std::stop_source stopped;
+  stopped.request_stop();
+  EXPECT_TRUE(clock.SleepFor(Clock::duration::zero(), stopped.get_token()));
+  EXPECT_EQ(clock.Now(), start);
+  EXPECT_EQ(clock.Sleepers(), 0u);
+}
+
+// clock.h: SleepFor() Throws: std::invalid_argument if `d` is NaN.
+TEST(Clock, SleepForRejectsNaN) {
+  FakeClock fake;
+  SteadyClock steady;
+  const std::chrono::duration<double> nan(std::nan(""));
+  EXPECT_THROW(fake.SleepFor(nan), std::invalid_argument);
+  EXPECT_THROW(steady.SleepFor(nan), std::invalid_argument);
+}
+
+// clock.h: Advance(): "Time saturates one tick short of time_point::max()";
+// "zero moves nothing"; negative and NaN throw with time unchanged.
+TEST(FakeClock, AdvanceSaturatesAtTheEndOfTime) {
+  FakeClock clock;
+  const TimePoint start = clock.Now();
+  clock.Advance(Clock::duration::zero());
+  EXPECT_EQ(clock.Now(), start);
+  EXPECT_THROW(clock.Advance(std::chrono::duration<double>(std::nan(""))),
+               std::invalid_argument);
+  EXPECT_EQ(clock.Now(), start);
+  clock.Advance(Clock::duration::max());
+  EXPECT_EQ(clock.Now(), FakeClock::kEndOfTime);
+  clock.Advance(hours::max());
+  EXPECT_EQ(clock.Now(), FakeClock::kEndOfTime);
+  clock.AdvanceTo(TimePoint::max());
+  EXPECT_EQ(clock.Now(), FakeClock::kEndOfTime);
+  // time_point::max() is "no limit": not reached even at the end of time.
+  std::stop_source stop;
+  stop.request_stop();
+  EXPECT_FALSE(clock.SleepUntil(TimePoint::max(), stop.get_token()));
+  EXPECT_TRUE(clock.SleepUntil(FakeClock::kEndOfTime, stop.get_token()));
+  EXPECT_EQ(FakeClock(TimePoint::max()).Now(), FakeClock::kEndOfTime);
+}
+
+// clock.h: SleepFor(duration::max()) on the steady clock has no limit: it
+// returns false, and only once stopped. (Before the stop arrives it may or
+// may not be asleep; the stop is sticky, and a deadline it could reach
+// would make it return true.)
+TEST(SteadyClock, SleepForDurationMaxEndsOnlyWhenStopped) {
+  SteadyClock clock;
+  for (const Clock::duration d :
+       {Clock::duration::max(), Clock::duration::max() - hours(1)}) {
+    std::latch started(1);
+    std::promise<bool> woke;
+    std::future<bool> reached = woke.get_future();
+    std::jthread sleeper([&](std::stop_token stop) {
+      started.count_down();
+      woke.set_value(clock.SleepFor(d, stop));
+    });
+    started.wait();
+    sleeper.request_stop();
+    EXPECT_FALSE(reached.get());
+  }
+  std::stop_source stop;
+  stop.request_stop();
+  EXPECT_FALSE(clock.SleepUntil(TimePoint::max(), stop.get_token()));
+  EXPECT_FALSE(clock.SleepFor(hours::max(), stop.get_token()));
+}
+
+// clock.h: "A zero or negative SleepFor() returns at once", with true.
+TEST(SteadyClock, SleepForZeroOrNegativeReturnsTrueAtOnce) {
+  SteadyClock clock;
+  std::stop_source stop;
+  EXPECT_TRUE(clock.SleepFor(Clock::duration::zero()));
+  EXPECT_TRUE(clock.SleepFor(Clock::duration::zero(), stop.get_token()));
+  EXPECT_TRUE(clock.SleepFor(Clock::duration::min(), stop.get_token()));
 }
 
 TEST(Clock, SteadyIsOneProcessWideSteadyClock) {

@@ -72,7 +72,7 @@ class StalledDb {
   bool released_ = false;
 };
 
-Retry::Options QuickRetry(const Clock& clock, int attempts) {
+RetryOptions QuickRetry(const Clock& clock, int attempts) {
   return {.max_attempts = attempts,
           .initial_delay = milliseconds(100),
           .multiplier = 2.0,
@@ -119,9 +119,9 @@ TEST(GuardsComposition, RetryAroundBreakerThroughLoadingCache) {
 TEST(GuardsComposition, EveryLayerComposesWithTheCache) {
   JumpClock clock;
   FakeClock timer_clock;
-  Timer timer(timer_clock);
+  Timer timer({.clock = &timer_clock});
   CircuitBreaker breaker({.clock = &clock});
-  TokenBucket bucket(100, 10, clock);
+  TokenBucket bucket({.rate = 100, .capacity = 10, .clock = &clock});
   ConcurrencyLimiter limiter(4);
   LoadingCache<int, int> cache({.ttl = seconds(60), .clock = &clock});
   auto loader = WithDeadline(
@@ -140,7 +140,7 @@ TEST(GuardsComposition, EveryLayerComposesWithTheCache) {
 TEST(GuardsComposition, StalledDatabaseCostsCallersAtMostTheDeadline) {
   constexpr int kCallers = 4;
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   StalledDb db;
   Share<int, int> share;
   auto loader = WithDeadline(
@@ -172,7 +172,7 @@ TEST(GuardsComposition, StalledDatabaseCostsCallersAtMostTheDeadline) {
 
 TEST(GuardsComposition, DeadlineStopsRetriesAndIsReported) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   StalledDb db;
   CircuitBreaker breaker({.failure_threshold = 10, .clock = &clock});
   Share<int, int> share;
@@ -196,7 +196,7 @@ TEST(GuardsComposition, DeadlineStopsRetriesAndIsReported) {
 
 TEST(GuardsComposition, DeadlineAlsoBoundsTheWaitForAPermit) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   StalledDb db;
   ConcurrencyLimiter limiter(1);
   Share<int, int> share;

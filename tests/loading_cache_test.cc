@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
+#include "herd/internal/lru_policy.h"
 #include "tests/testing/manual_executor.h"
 #include "tests/testing/sync.h"
 
@@ -1203,6 +1204,65 @@ TEST(LoadingCache, WeigherAndMaxWeight) {
   EXPECT_LE(cache.Weight(), 10u);
   EXPECT_EQ(cache.Size(), 2u);
   EXPECT_EQ(cache.Stats().eviction_weight, 4u);
+}
+
+// The eviction order with one shard and an exact LRU policy (white box:
+// the cache's core with internal::LruPolicy in place of W-TinyLFU): the
+// least recently read or written value goes first.
+TEST(LoadingCache, EvictionOrderIsExactWithOneShard) {
+  FakeClock clock;
+  Options o = Opts(&clock);
+  o.max_entries = 3;
+  o.shards = 1;
+  std::vector<int> evicted;
+  o.removal_listener = [&](const int& k, const std::string&, RemovalCause c) {
+    if (c == RemovalCause::kEvicted) evicted.push_back(k);
+  };
+  internal::CacheCore<int, std::string, absl::Hash<int>, std::equal_to<int>,
+                      internal::LruPolicy>
+      cache(o, internal::BindLoader<int, std::string>(CountingLoader{}), {});
+  cache.Get(1);
+  cache.Get(2);
+  cache.Get(3);
+  cache.Get(1);  // order: 2 3 1
+  cache.Get(4);  // evicts 2
+  EXPECT_EQ(evicted, std::vector<int>{2});
+  cache.GetIfPresent(3);  // order: 1 4 3
+  cache.Put(5, "five");   // evicts 1
+  cache.Get(4);           // order: 3 5 4
+  cache.Get(6);           // evicts 3
+  EXPECT_EQ(evicted, (std::vector<int>{2, 1, 3}));
+  EXPECT_EQ(cache.Size(), 3u);
+}
+
+// CacheOptions size bound: eviction is W-TinyLFU: keys read often survive
+// a scan of keys read once, which would flush an LRU of the same size.
+TEST(LoadingCache, FrequentKeysSurviveAScan) {
+  FakeClock clock;
+  Options o = Opts(&clock);
+  o.ttl = nanoseconds(0);
+  o.max_entries = 100;
+  o.seed = 1;
+  Cache cache(o, CountingLoader{});
+  for (int round = 0; round < 20; ++round) {
+    for (int k = 0; k < 50; ++k) cache.Get(k);
+  }
+  for (int k = 1000; k < 3000; ++k) cache.Get(k);  // a scan, once each
+  int survivors = 0;
+  for (int k = 0; k < 50; ++k) survivors += cache.GetIfPresent(k).has_value();
+  EXPECT_GE(survivors, 45);
+  EXPECT_EQ(cache.Size(), 100u);
+  // The same through an exact LRU keeps none of them.
+  internal::CacheCore<int, std::string, absl::Hash<int>, std::equal_to<int>,
+                      internal::LruPolicy>
+      lru(o, internal::BindLoader<int, std::string>(CountingLoader{}), {});
+  for (int round = 0; round < 20; ++round) {
+    for (int k = 0; k < 50; ++k) lru.Get(k);
+  }
+  for (int k = 1000; k < 3000; ++k) lru.Get(k);
+  int lru_survivors = 0;
+  for (int k = 0; k < 50; ++k) lru_survivors += lru.GetIfPresent(k).has_value();
+  EXPECT_EQ(lru_survivors, 0);
 }
 
 // CacheOptions size bound: "never touches an entry with a load or refresh

@@ -1,18 +1,29 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/retry.h: attempts and backoffs (the ceiling formula, jitter,
+// zero and max() delays), what is rethrown, the stop token checked before
+// every attempt, a throwing clock.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/retry.h"
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <future>
+#include <latch>
 #include <memory>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
+#include "tests/testing/clocks.h"
 #include "tests/testing/jump_clock.h"
 
 namespace herd {
@@ -20,6 +31,7 @@ namespace {
 
 using ::herd::test::JumpClock;
 
+using std::chrono::hours;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -31,7 +43,7 @@ struct Permanent : std::runtime_error {
   Permanent() : std::runtime_error("permanent") {}
 };
 
-Retry::Options NoJitter(const Clock& clock) {
+RetryOptions NoJitter(const Clock& clock) {
   return {.max_attempts = 4,
           .initial_delay = milliseconds(100),
           .multiplier = 2.0,
@@ -64,10 +76,9 @@ TEST(Retry, JitterScalesBackoffDown) {
 }
 
 TEST(Retry, RejectsBadOptions) {
-  auto make = [](Retry::Options o) { Retry r(std::move(o)); };
+  auto make = [](RetryOptions o) { Retry r(std::move(o)); };
   EXPECT_THROW(make({.max_attempts = 0}), std::invalid_argument);
   EXPECT_THROW(make({.max_attempts = -2}), std::invalid_argument);
-  EXPECT_THROW(make({.initial_delay = milliseconds(0)}), std::invalid_argument);
   EXPECT_THROW(make({.initial_delay = -milliseconds(5)}),
                std::invalid_argument);
   EXPECT_THROW(make({.multiplier = 0.5}), std::invalid_argument);
@@ -78,6 +89,180 @@ TEST(Retry, RejectsBadOptions) {
   EXPECT_THROW(make({.jitter = -0.1}), std::invalid_argument);
   EXPECT_THROW(make({.jitter = 1.1}), std::invalid_argument);
   EXPECT_NO_THROW(make({.max_attempts = 1, .multiplier = 1.0, .jitter = 0.0}));
+  EXPECT_NO_THROW(make({.initial_delay = milliseconds(0)}));  // retry at once
+  EXPECT_NO_THROW(make({.initial_delay = Clock::duration::max(),
+                        .max_delay = Clock::duration::max()}));
+  EXPECT_THROW(WithRetry(Retry(), std::function<int()>()),
+               std::invalid_argument);
+}
+
+// retry.h: "A zero delay retries at once": every backoff is a sleep of zero.
+TEST(Retry, ZeroDelayRetriesAtOnce) {
+  JumpClock clock;
+  RetryOptions o = NoJitter(clock);
+  o.initial_delay = o.max_delay = Clock::duration::zero();
+  int calls = 0;
+  auto loader = WithRetry(Retry(o), [&]() -> int {
+    if (++calls < 3) throw Transient(calls);
+    return calls;
+  });
+  EXPECT_EQ(loader(std::stop_token()), 3);
+  EXPECT_EQ(clock.sleeps(),
+            (std::vector<Clock::duration>{Clock::duration::zero(),
+                                          Clock::duration::zero()}));
+}
+
+// retry.h: "a delay of duration::max() ... waits with no limit, so that only
+// the stop token ends it"; Backoff() of such a ceiling is the ceiling, with
+// or without jitter drawn, and never overflows.
+TEST(Retry, DurationMaxDelayWaitsUntilStopped) {
+  Retry unlimited({.initial_delay = Clock::duration::max(),
+                   .max_delay = Clock::duration::max(),
+                   .jitter = 0.0});
+  EXPECT_EQ(unlimited.Ceiling(1), Clock::duration::max());
+  EXPECT_EQ(unlimited.Backoff(1, 0.0), Clock::duration::max());
+  EXPECT_EQ(unlimited.Backoff(1, 1.0), Clock::duration::max());
+  Retry jittered({.initial_delay = Clock::duration::max(),
+                  .max_delay = Clock::duration::max(),
+                  .jitter = 1.0});
+  EXPECT_EQ(jittered.Backoff(1, 0.0), Clock::duration::max());
+  EXPECT_EQ(jittered.Backoff(1, 1.0), Clock::duration::zero());
+  EXPECT_GT(jittered.Backoff(1, 0.5), Clock::duration::zero());
+
+  FakeClock clock;
+  std::stop_source stop;
+  std::atomic<int> calls{0};
+  auto loader = WithRetry(Retry({.initial_delay = Clock::duration::max(),
+                                 .max_delay = Clock::duration::max(),
+                                 .jitter = 0.0,
+                                 .clock = &clock}),
+                          [&]() -> int { throw Transient(++calls); });
+  std::thread caller(
+      [&] { EXPECT_THROW(loader(stop.get_token()), Transient); });
+  clock.WaitForSleepers(1);
+  clock.Advance(hours(24 * 365 * 200));  // no deadline to reach
+  EXPECT_EQ(calls.load(), 1);
+  stop.request_stop();
+  caller.join();
+  EXPECT_EQ(calls.load(), 1);
+}
+
+// retry.h: "The token is checked before every attempt, the first included
+// ... herd::Cancelled if the token was stopped before the first attempt".
+TEST(Retry, StoppedBeforeTheFirstAttemptThrowsCancelled) {
+  JumpClock clock;
+  std::stop_source stop;
+  stop.request_stop();
+  int calls = 0;
+  auto loader = WithRetry(Retry(NoJitter(clock)), [&] { return ++calls; });
+  EXPECT_THROW(loader(stop.get_token()), Cancelled);
+  EXPECT_EQ(calls, 0);
+}
+
+// retry.h: the stop token against the backoff after attempt 1, in each
+// order. A PausingClock holds the sleeper between the end of its sleep and
+// its return, so the stop can arrive first (during the sleep), at the
+// instant the sleep ends (after the clock reached the deadline, before
+// Retry looks), or last (once attempt 2 has started).
+enum class StopArrives { kFirst, kAtTheEndOfTheBackoff, kLast };
+
+class RetryStopOrder : public ::testing::TestWithParam<StopArrives> {};
+
+TEST_P(RetryStopOrder, NoAttemptStartsAfterTheStop) {
+  FakeClock fake;
+  test::PausingClock clock(fake);
+  std::stop_source stop;
+  std::atomic<int> calls{0};
+  std::latch second_started(1), second_may_fail(1);
+  // Two attempts at most, except when the stop comes last: then a third
+  // would follow if the stop were ignored. (Code that started attempt 2
+  // after the stop thus fails these checks rather than hanging.)
+  RetryOptions options = NoJitter(clock);
+  options.max_attempts = GetParam() == StopArrives::kLast ? 3 : 2;
+  auto loader = WithRetry(Retry(options), [&]() -> int {
+    const int attempt = ++calls;
+    if (attempt == 2 && GetParam() == StopArrives::kLast) {
+      second_started.count_down();
+      second_may_fail.wait();
+    }
+    throw Transient(attempt);
+  });
+  std::promise<int> failed_attempt;
+  std::thread caller([&] {
+    try {
+      loader(stop.get_token());
+    } catch (const Transient& e) {
+      failed_attempt.set_value(e.attempt);
+    }
+  });
+  fake.WaitForSleepers(1);  // backing off after attempt 1
+  switch (GetParam()) {
+    case StopArrives::kFirst:
+      stop.request_stop();
+      EXPECT_FALSE(clock.AwaitPaused());  // the sleep was cut short
+      clock.Resume();
+      EXPECT_EQ(failed_attempt.get_future().get(), 1);
+      EXPECT_EQ(calls.load(), 1);
+      break;
+    case StopArrives::kAtTheEndOfTheBackoff:
+      fake.Advance(milliseconds(100));
+      EXPECT_TRUE(clock.AwaitPaused());  // the sleep reached its deadline
+      stop.request_stop();               // ...and the stop arrives now
+      clock.Resume();
+      EXPECT_EQ(failed_attempt.get_future().get(), 1);
+      EXPECT_EQ(calls.load(), 1);  // attempt 2 never started
+      break;
+    case StopArrives::kLast:
+      fake.Advance(milliseconds(100));
+      EXPECT_TRUE(clock.AwaitPaused());
+      clock.Resume();
+      second_started.wait();
+      stop.request_stop();  // during attempt 2
+      second_may_fail.count_down();
+      EXPECT_EQ(failed_attempt.get_future().get(), 2);
+      EXPECT_EQ(calls.load(), 2);  // no attempt 3, and no backoff before it
+      EXPECT_EQ(fake.Sleepers(), 0u);
+      break;
+  }
+  caller.join();
+}
+
+INSTANTIATE_TEST_SUITE_P(Retry, RetryStopOrder,
+                         ::testing::Values(StopArrives::kFirst,
+                                           StopArrives::kAtTheEndOfTheBackoff,
+                                           StopArrives::kLast));
+
+// retry.h: "A Clock that throws ... during a backoff: that exception leaves
+// the call in place of the attempt's, and no further attempt starts."
+TEST(Retry, ClockThatThrowsDuringTheBackoffEndsTheCall) {
+  FakeClock fake;
+  test::ThrowingClock clock(fake);
+  int calls = 0;
+  auto loader = WithRetry(Retry(NoJitter(clock)),
+                          [&]() -> int { throw Transient(++calls); });
+  clock.ArmSleep();
+  EXPECT_THROW(loader(std::stop_token()), test::ClockFailure);
+  EXPECT_EQ(calls, 1);
+  clock.Disarm();
+  clock.ArmNow();
+  EXPECT_THROW(loader(std::stop_token()), test::ClockFailure);
+  EXPECT_EQ(calls, 2);
+}
+
+// retry.h: Retry::Options stays one release, deprecated, as RetryOptions.
+TEST(Retry, DeprecatedOptionsNameStillWorks) {
+  JumpClock clock;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  Retry::Options o;
+  static_assert(std::is_same_v<decltype(o), RetryOptions>);
+#pragma GCC diagnostic pop
+  o.max_attempts = 2;
+  o.clock = &clock;
+  int calls = 0;
+  auto loader = WithRetry(Retry(o), [&]() -> int { throw Transient(++calls); });
+  EXPECT_THROW(loader(std::stop_token()), Transient);
+  EXPECT_EQ(calls, 2);
 }
 
 TEST(Retry, FirstSuccessDoesNotSleep) {
@@ -120,7 +305,7 @@ TEST(Retry, RethrowsLastExceptionAfterMaxAttempts) {
 
 TEST(Retry, DelaysStopGrowingAtMaxDelay) {
   JumpClock clock;
-  Retry::Options o = NoJitter(clock);
+  RetryOptions o = NoJitter(clock);
   o.max_attempts = 6;
   o.max_delay = milliseconds(300);
   auto loader = WithRetry(Retry(o), []() -> int { throw Transient(0); });
@@ -133,7 +318,7 @@ TEST(Retry, DelaysStopGrowingAtMaxDelay) {
 
 TEST(Retry, FullJitterStaysWithinCeiling) {
   JumpClock clock;
-  Retry::Options o = NoJitter(clock);
+  RetryOptions o = NoJitter(clock);
   o.max_attempts = 50;
   o.jitter = 1.0;
   o.max_delay = seconds(1);
@@ -149,7 +334,7 @@ TEST(Retry, FullJitterStaysWithinCeiling) {
 
 TEST(Retry, PredicateChoosesWhatIsRetried) {
   JumpClock clock;
-  Retry::Options o = NoJitter(clock);
+  RetryOptions o = NoJitter(clock);
   o.retry_if = Retry::On<Transient>();
   int calls = 0;
   auto loader = WithRetry(Retry(o), [&]() -> int {

@@ -1,11 +1,11 @@
 // Copyright 2026 The herd Authors.
 //
 // Randomized stress test of herd::Share: threads issue random Do, DoFor,
-// DoAsync, Forget, Cancel, CancelAll and Release calls on a few keys, with
-// loaders that succeed, throw, take a while or wait for their stop_token.
-// Checks that every call comes back with a value of its own key, a loader
-// exception or a herd::Error, never anything else, that no call hangs, and
-// that no flight is left behind.
+// DoAsync, Forget, Cancel, CancelAll and AllowExtraExecution calls on a few
+// keys, with loaders that succeed, throw, take a while or wait for their
+// stop_token. Checks that every call comes back with a value of its own key, a
+// loader exception or a herd::Error, never anything else, that no call hangs,
+// and that no flight is left behind.
 //
 // Seeded: set HERD_STRESS_SEED to replay a run (the seed is printed), and
 // HERD_STRESS_SECONDS to change how long it runs (default 2).
@@ -113,7 +113,8 @@ TEST(ShareStress, EveryCallReturnsWithAValueOrAnError) {
       const bool use_plain = rng() % 2 == 0;
       const int op = static_cast<int>(rng() % 100);
       if (op < 5) {
-        share.Forget(key, rng() % 2 ? ForgetMode::kDetach : ForgetMode::kRerun);
+        share.Forget(key, rng() % 2 ? ForgetMode::kDetach
+                                    : ForgetMode::kRerunOnNextCall);
         continue;
       }
       if (op < 8) {
@@ -125,7 +126,7 @@ TEST(ShareStress, EveryCallReturnsWithAValueOrAnError) {
         continue;
       }
       if (op < 12) {
-        share.Release(key);
+        share.AllowExtraExecution(key);
         continue;
       }
       calls.fetch_add(1);

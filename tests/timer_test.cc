@@ -1,4 +1,10 @@
 // Copyright 2026 The herd Authors.
+//
+// Tests herd/timer.h: callbacks run once, never before their deadline, in
+// (deadline, id) order; Cancel() is true iff it kept a callback from running;
+// the ends of time (a past deadline, duration::max()); a throwing clock.
+// Each test's name states the contract it checks; a comment quotes the
+// header where the name cannot say it all.
 
 #include "herd/timer.h"
 
@@ -7,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <latch>
 #include <memory>
 #include <mutex>
@@ -16,6 +23,7 @@
 #include "absl/random/random.h"
 #include "gtest/gtest.h"
 #include "herd/clock.h"
+#include "tests/testing/clocks.h"
 
 namespace herd {
 namespace {
@@ -55,7 +63,7 @@ class Log {
 
 TEST(Timer, RunsCallbackOnlyOnceDeadlinePasses) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   Notification five, four;
   timer.RunAfter(seconds(5), [&] { five.Notify(); });
   clock.Advance(seconds(4));
@@ -72,7 +80,7 @@ TEST(Timer, RunsCallbackOnlyOnceDeadlinePasses) {
 
 TEST(Timer, PastDeadlineRunsAtOnce) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   Notification ran;
   timer.RunAt(clock.Now() - seconds(1), [&] { ran.Notify(); });
   ran.WaitForNotification();
@@ -83,7 +91,7 @@ TEST(Timer, PastDeadlineRunsAtOnce) {
 
 TEST(Timer, RunsInDeadlineOrderThenScheduleOrder) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   Log log;
   Notification done;
   timer.RunAfter(seconds(3), [&] { log.Add(3); });
@@ -98,7 +106,7 @@ TEST(Timer, RunsInDeadlineOrderThenScheduleOrder) {
 
 TEST(Timer, EarlierDeadlineWakesSleepingThread) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   Notification late, early;
   timer.RunAfter(seconds(10), [&] { late.Notify(); });
   clock.WaitForSleepers(1);  // the thread sleeps until t+10s
@@ -112,7 +120,7 @@ TEST(Timer, EarlierDeadlineWakesSleepingThread) {
 
 TEST(Timer, CancelPreventsRunAndReportsIt) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   bool cancelled_ran = false;
   Notification ran, sentinel;
   Timer::Id doomed = timer.RunAfter(seconds(1), [&] { cancelled_ran = true; });
@@ -131,7 +139,7 @@ TEST(Timer, CancelPreventsRunAndReportsIt) {
 
 TEST(Timer, CancelDestroysCallbackAtOnce) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   auto token = std::make_shared<int>(0);
   Timer::Id id = timer.RunAfter(hours(1), [token] {});
   EXPECT_EQ(token.use_count(), 2);
@@ -141,7 +149,7 @@ TEST(Timer, CancelDestroysCallbackAtOnce) {
 
 TEST(Timer, CallbackMayScheduleAndCancel) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   Notification second;
   Timer::Id victim = timer.RunAfter(hours(1), [] { FAIL(); });
   bool cancelled = false;
@@ -161,7 +169,7 @@ TEST(Timer, DestructorCancelsPendingWithoutRunning) {
   auto token = std::make_shared<int>(0);
   bool ran = false;
   {
-    Timer timer(clock);
+    Timer timer({.clock = &clock});
     timer.RunAfter(seconds(1), [token, &ran] { ran = true; });
     timer.RunAfter(hours(5), [token, &ran] { ran = true; });
     EXPECT_EQ(token.use_count(), 3);
@@ -194,7 +202,7 @@ TEST(Timer, DestructorWaitsForRunningCallback) {
 
 TEST(Timer, ConcurrentSchedulersAllRunExactlyOnce) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   constexpr int kThreads = 4, kEach = 250;
   std::atomic<int> runs{0};
   std::latch all_ran(kThreads * kEach);
@@ -219,7 +227,7 @@ TEST(Timer, ConcurrentSchedulersAllRunExactlyOnce) {
 
 TEST(Timer, ThousandsPendingWithHalfCancelled) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   absl::BitGen gen(std::seed_seq{42});
   constexpr int kTimers = 10000;
   Log log;
@@ -249,9 +257,113 @@ TEST(Timer, ThousandsPendingWithHalfCancelled) {
   EXPECT_EQ(got, expected);
 }
 
+// timer.h: "a delay whose deadline lies past the clock's range
+// (duration::max()) saturates at time_point::max(), which the clock never
+// reaches". A callback due later than every other one runs after them, so
+// once the one at +1 s has run, one that ran "at once" would have too.
+TEST(Timer, RunAfterDurationMaxNeverRuns) {
+  FakeClock clock;
+  Timer timer({.clock = &clock});
+  std::atomic<int> ran{0};
+  Notification later;
+  const Timer::Id forever =
+      timer.RunAfter(Clock::duration::max(), [&] { ++ran; });
+  timer.RunAfter(hours::max(), [&] { ++ran; });  // any duration type
+  timer.RunAfter(seconds(1), [&] { later.Notify(); });
+  clock.Advance(seconds(1));
+  later.WaitForNotification();
+  EXPECT_EQ(ran.load(), 0);
+  clock.Advance(Clock::duration::max());  // to the end of time
+  Notification end;
+  timer.RunAt(clock.Now(), [&] { end.Notify(); });  // due last: after both
+  end.WaitForNotification();
+  EXPECT_EQ(ran.load(), 0);
+  EXPECT_EQ(timer.Pending(), 2u);
+  EXPECT_TRUE(timer.Cancel(forever));
+  EXPECT_EQ(timer.Pending(), 1u);
+}
+
+// timer.h: RunAfter(): "a zero or negative delay runs at once" (time does
+// not move); RunAt(time_point::min()) too.
+TEST(Timer, RunAfterZeroRunsAtOnce) {
+  FakeClock clock;
+  Timer timer({.clock = &clock});
+  const Clock::time_point start = clock.Now();
+  Notification zero, min, at_min;
+  timer.RunAfter(Clock::duration::zero(), [&] { zero.Notify(); });
+  timer.RunAfter(Clock::duration::min(), [&] { min.Notify(); });
+  timer.RunAt(Clock::time_point::min(), [&] { at_min.Notify(); });
+  zero.WaitForNotification();
+  min.WaitForNotification();
+  at_min.WaitForNotification();
+  EXPECT_EQ(clock.Now(), start);
+}
+
+// timer.h: RunAfter() Throws: std::invalid_argument if `delay` is NaN.
+TEST(Timer, RunAfterRejectsNaN) {
+  FakeClock clock;
+  Timer timer({.clock = &clock});
+  EXPECT_THROW(
+      timer.RunAfter(std::chrono::duration<double>(std::nan("")), [] {}),
+      std::invalid_argument);
+  EXPECT_EQ(timer.Pending(), 0u);
+}
+
+// timer.h: "A Clock that throws: from RunAfter() ... the exception
+// propagates and nothing is scheduled." (Armed on this thread only: the
+// timer's own thread, idle with nothing pending, never reads it.)
+TEST(Timer, ClockThatThrowsFromRunAfterSchedulesNothing) {
+  FakeClock fake;
+  test::ThrowingClock clock(fake);
+  Timer timer({.clock = &clock});
+  clock.ArmNow();
+  bool destroyed_unrun = false;
+  struct Probe {
+    bool* destroyed;
+    bool live = true;
+    Probe(bool* d) : destroyed(d) {}
+    Probe(Probe&& o) noexcept : destroyed(o.destroyed) { o.live = false; }
+    ~Probe() {
+      if (live) *destroyed = true;
+    }
+    void operator()() && {}
+  };
+  EXPECT_THROW(timer.RunAfter(seconds(1), Probe(&destroyed_unrun)),
+               test::ClockFailure);
+  EXPECT_TRUE(destroyed_unrun);
+  EXPECT_EQ(timer.Pending(), 0u);
+  clock.Disarm();
+  Notification ran;
+  timer.RunAfter(Clock::duration::zero(), [&] { ran.Notify(); });
+  ran.WaitForNotification();
+}
+
+// timer.h: TimerOptions: "nullptr means Clock::Steady()".
+TEST(Timer, DefaultOptionsUseTheSteadyClock) {
+  Timer timer;
+  EXPECT_EQ(&timer.clock(), &Clock::Steady());
+  FakeClock clock;
+  Timer fake({.clock = &clock});
+  EXPECT_EQ(&fake.clock(), &clock);
+}
+
+// timer.h: the deprecated Timer(const Clock&) still works for one release.
+TEST(Timer, DeprecatedClockConstructorStillWorks) {
+  FakeClock clock;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  Timer timer(clock);
+#pragma GCC diagnostic pop
+  EXPECT_EQ(&timer.clock(), &clock);
+  Notification ran;
+  timer.RunAfter(seconds(2), [&] { ran.Notify(); });
+  clock.Advance(seconds(2));
+  ran.WaitForNotification();
+}
+
 TEST(Timer, RejectsEmptyCallback) {
   FakeClock clock;
-  Timer timer(clock);
+  Timer timer({.clock = &clock});
   EXPECT_THROW(timer.RunAfter(seconds(1), Timer::Callback()),
                std::invalid_argument);
 }

@@ -1,7 +1,8 @@
 """herd's external repositories, for a WORKSPACE.
 
 herd_system_dependencies() wraps Debian's prebuilt Abseil, GoogleTest,
-Google Benchmark and SQLite under their upstream repository names and labels,
+Google Benchmark, SQLite and nlohmann-json under their upstream repository
+names and labels,
 so that //:herd and its tests name the same targets a monorepo with source
 copies of these repositories has. It skips any repository already defined,
 so a WORKSPACE may define some of them itself first.
@@ -22,7 +23,7 @@ def _absl_targets():
         "cleanup": ["cleanup"],
         "container": ["btree", "fixed_array", "flat_hash_map", "flat_hash_set", "inlined_vector", "node_hash_map", "node_hash_set"],
         "debugging": ["failure_signal_handler", "leak_check", "stacktrace", "symbolize"],
-        "flags": ["flag=absl_flags", "parse=absl_flags_parse", "usage=absl_flags_usage", "marshalling=absl_flags_marshalling", "reflection=absl_flags_reflection"],
+        "flags": ["commandlineflag=absl_flags_commandlineflag", "flag=absl_flags", "parse=absl_flags_parse", "usage=absl_flags_usage", "marshalling=absl_flags_marshalling", "reflection=absl_flags_reflection"],
         "functional": ["any_invocable", "bind_front", "function_ref"],
         "hash": ["hash"],
         "memory": ["memory"],
@@ -48,7 +49,7 @@ def _maybe(rule, name, **kwargs):
         rule(name = name, **kwargs)
 
 def herd_system_dependencies():
-    """Abseil, GoogleTest, Google Benchmark and SQLite from the system."""
+    """Abseil, GoogleTest, Google Benchmark, SQLite, nlohmann-json from the system."""
     _maybe(
         pkg_config_repository,
         name = "com_google_absl",
@@ -85,6 +86,15 @@ def herd_system_dependencies():
         targets = {":sqlite3": ["sqlite3"]},
     )
 
+    # Header-only; the lab's JSON. The name and label of the nlohmann_json
+    # module in the Bazel Central Registry.
+    _maybe(
+        pkg_config_repository,
+        name = "nlohmann_json",
+        debian_packages = ["nlohmann-json3-dev"],
+        targets = {":json": ["nlohmann_json"]},
+    )
+
 def _coverage_tools_impl(rctx):
     if rctx.os.environ.get("HERD_BAZEL_OFFLINE", "") == "1":
         # Enough for `bazel test`; `bazel coverage` is unavailable.
@@ -106,5 +116,5 @@ _coverage_tools = repository_rule(
 )
 
 def herd_coverage_tools():
-    """@remote_coverage_tools: a stub offline (--config=debian), else the real one."""
+    """@remote_coverage_tools: a stub offline (.bazelrc.debian), else the real one."""
     _maybe(_coverage_tools, name = "remote_coverage_tools")

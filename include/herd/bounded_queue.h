@@ -3,7 +3,8 @@
 // herd/bounded_queue.h: a blocking multi-producer, multi-consumer FIFO queue
 // with a fixed capacity and an explicit end.
 //
-//   herd::BoundedQueue<T>  Push blocks while full, Pop blocks while empty;
+//   herd::BoundedQueue<T>  Push blocks while full, Pop blocks while empty
+//                          (Try* never block, *For wait up to a timeout);
 //                          Close() ends the stream without sentinel values.
 //
 // Example:
@@ -19,9 +20,22 @@
 // Memory ordering: everything a producer did before Push(x) is visible to the
 // consumer after the Pop() that returns x.
 //
-// After Close(), producers get herd::Closed (Push) or false (TryPush), and
-// consumers receive every element that was already queued, then
-// std::nullopt. Nothing that was accepted is lost.
+// After Close(), producers get herd::Closed (Push) or false (TryPush,
+// PushFor), and consumers receive every element that was already queued,
+// then std::nullopt. Nothing that was accepted is lost.
+//
+// Timeouts (PopFor, PushFor) are real time, std::chrono::steady_clock, any
+// std::chrono::duration: zero means "only if it can be done now";
+// duration::max(), or any timeout past the clock's range, means no limit
+// (the call behaves as Pop() / Push() that returns false once closed);
+// negative or NaN timeouts are rejected with std::invalid_argument.
+//
+// Exceptions: a push whose allocation or T move throws leaves the queue as
+// it was (std::deque's push_back guarantee), and so does a pop whose move
+// of the element out of the queue throws: the element stays first.
+//
+// No call takes a stop token or a herd::Clock: Close() is what ends every
+// wait early, and timeouts are real time.
 
 #ifndef HERD_BOUNDED_QUEUE_H_
 #define HERD_BOUNDED_QUEUE_H_
@@ -37,6 +51,7 @@
 #include "absl/base/thread_annotations.h"
 #include "herd/errors.h"
 #include "herd/internal/mutex.h"
+#include "herd/internal/time.h"
 
 namespace herd {
 
@@ -67,8 +82,8 @@ class BoundedQueue {
   }
   void Push(const T& value) ABSL_LOCKS_EXCLUDED(mu_) { Push(T(value)); }
 
-  // Appends `value` if there is room. Returns true iff it was appended; on
-  // false (full or closed) `value` is left untouched.
+  // Appends `value` if there is room now. Returns true iff it was appended;
+  // on false (full or closed) `value` is left untouched.
   bool TryPush(T&& value) ABSL_LOCKS_EXCLUDED(mu_) {
     internal::MutexLock lock(&mu_);
     if (closed_ || items_.size() >= capacity_) return false;
@@ -85,18 +100,35 @@ class BoundedQueue {
     return TakeLocked();
   }
 
+  // Appends `value`, waiting up to `timeout` (real time) while the queue is
+  // full. Returns true iff it was appended; on false (still full when the
+  // timeout passed, or closed before or while waiting; closed() tells
+  // which) `value` is left untouched.
+  // Throws: std::invalid_argument if `timeout` is negative or NaN.
+  template <class Rep, class Period>
+  bool PushFor(T&& value, std::chrono::duration<Rep, Period> timeout)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    const auto deadline = Deadline(timeout, "herd::BoundedQueue::PushFor");
+    internal::MutexLock lock(&mu_);
+    while (!closed_ && items_.size() >= capacity_) {
+      if (!WaitLocked(not_full_, deadline)) break;
+    }
+    if (closed_ || items_.size() >= capacity_) return false;
+    items_.push_back(std::move(value));
+    not_empty_.notify_one();
+    return true;
+  }
+
   // Like Pop() but gives up after `timeout` (real time). Returns std::nullopt
   // on timeout or when the queue is closed and drained; closed() tells which.
+  // Throws: std::invalid_argument if `timeout` is negative or NaN.
   template <class Rep, class Period>
   std::optional<T> PopFor(std::chrono::duration<Rep, Period> timeout)
       ABSL_LOCKS_EXCLUDED(mu_) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const auto deadline = Deadline(timeout, "herd::BoundedQueue::PopFor");
     internal::MutexLock lock(&mu_);
     while (!closed_ && items_.empty()) {
-      if (internal::WaitUntil(not_empty_, mu_, deadline) ==
-          std::cv_status::timeout) {
-        break;
-      }
+      if (!WaitLocked(not_empty_, deadline)) break;
     }
     return TakeLocked();
   }
@@ -127,6 +159,28 @@ class BoundedQueue {
   size_t capacity() const { return capacity_; }
 
  private:
+  using Steady = std::chrono::steady_clock;
+
+  // now + timeout, or nullopt (no limit) past the clock's range.
+  template <class Rep, class Period>
+  static std::optional<Steady::time_point> Deadline(
+      std::chrono::duration<Rep, Period> timeout, const char* who) {
+    internal::CheckTimeout(timeout, who);
+    return internal::DeadlineAfter(Steady::now(), timeout);
+  }
+
+  // Waits on `cv` until notified or `deadline` (nullopt: none). Returns
+  // false iff the deadline passed.
+  bool WaitLocked(std::condition_variable& cv,
+                  const std::optional<Steady::time_point>& deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!deadline) {
+      internal::Wait(cv, mu_);
+      return true;
+    }
+    return internal::WaitUntil(cv, mu_, *deadline) != std::cv_status::timeout;
+  }
+
   std::optional<T> TakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (items_.empty()) return std::nullopt;
     std::optional<T> value(std::move(items_.front()));

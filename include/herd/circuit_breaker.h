@@ -3,6 +3,8 @@
 // herd/circuit_breaker.h: stops calling a dependency that keeps failing, and
 // lets a few trial calls through once it may have recovered.
 //
+//   herd::CircuitBreakerOptions   trip condition, open duration, trials,
+//                                 what counts as a failure, the clock
 //   herd::CircuitBreaker          closed / open / half-open state machine
 //   herd::CircuitBreaker::Ticket  admission of one call, to be recorded
 //   herd::WithBreaker()           wraps a loader to run through a breaker
@@ -14,6 +16,11 @@
 //   auto value = share.Do(key, herd::WithBreaker(breaker, load_from_db));
 //   // After 5 failures in a row, calls throw herd::CircuitOpen at once for
 //   // 10 s; then one trial call runs, and its success closes the breaker.
+//
+// Thread safety: every member function may be called concurrently.
+//
+// Memory ordering: none beyond the breaker's own state; it is not a way to
+// publish data between calls.
 //
 // States:
 //   closed     every call runs; outcomes feed the trip condition.
@@ -40,9 +47,19 @@
 // transition happens lazily, on the first call (or state()) after
 // open_duration, so there is no background thread.
 //
-// Thread safety: every member function may be called concurrently.
-// Memory ordering: none beyond the breaker's own state; it is not a way to
-// publish data between calls.
+// Durations: open_duration = duration::max() keeps a tripped breaker open
+// for good (it never half-opens); zero is rejected. The breaker never
+// waits, so it does not look at a loader's stop token: WithBreaker() passes
+// it on to the loader unchanged.
+//
+// A Clock that throws: TryAdmit() and state() read Now() only while the
+// breaker is open; if it throws, the exception propagates and nothing
+// changes (no call admitted, none counted as rejected; WithBreaker() does
+// not run the loader). Record() is noexcept and reads Now() only when the
+// outcome opens the breaker; if Now() throws there, the breaker opens as of
+// the last instant it read from the clock (at construction, or later), so
+// it half-opens no later than open_duration after the failure, possibly
+// sooner.
 
 #ifndef HERD_CIRCUIT_BREAKER_H_
 #define HERD_CIRCUIT_BREAKER_H_
@@ -61,36 +78,41 @@
 #include "absl/base/thread_annotations.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
-#include "herd/internal/invoke.h"
+#include "herd/internal/guarded_loader.h"
 #include "herd/internal/mutex.h"
 
 namespace herd {
+
+struct CircuitBreakerOptions {
+  // Consecutive mode: failures in a row that open the breaker.
+  // REQUIRES: >= 1 (checked in both modes).
+  int failure_threshold = 5;
+  // Ratio mode when > 0: the number of most recent calls considered.
+  // REQUIRES: >= 0.
+  int window_size = 0;
+  // Ratio mode: the failed fraction of the window that opens the breaker.
+  // REQUIRES: in (0, 1] when window_size > 0.
+  double failure_ratio = 0.5;
+  // How long the breaker stays open before it lets trial calls through.
+  // REQUIRES: > 0. duration::max(): open for good once tripped.
+  Clock::duration open_duration = std::chrono::seconds(30);
+  // Trial calls admitted in half-open; all must succeed to close.
+  // REQUIRES: >= 1.
+  int half_open_trials = 1;
+  // Which exceptions count as failures. Empty: all of them. A predicate
+  // that throws counts the call as a failure (in WithBreaker(), its
+  // exception then replaces the loader's).
+  std::function<bool(const std::exception_ptr&)> is_failure{};
+  // nullptr means Clock::Steady(). Must outlive the breaker.
+  const Clock* clock = nullptr;
+};
 
 class CircuitBreaker {
  public:
   enum class State { kClosed, kOpen, kHalfOpen };
 
-  struct Options {
-    // Consecutive mode: failures in a row that open the breaker.
-    // REQUIRES: >= 1 (checked in both modes).
-    int failure_threshold = 5;
-    // Ratio mode when > 0: the number of most recent calls considered.
-    // REQUIRES: >= 0.
-    int window_size = 0;
-    // Ratio mode: the failed fraction of the window that opens the breaker.
-    // REQUIRES: in (0, 1] when window_size > 0.
-    double failure_ratio = 0.5;
-    // How long the breaker stays open before it lets trial calls through.
-    // REQUIRES: > 0.
-    Clock::duration open_duration = std::chrono::seconds(30);
-    // Trial calls admitted in half-open; all must succeed to close.
-    // REQUIRES: >= 1.
-    int half_open_trials = 1;
-    // Which exceptions count as failures. Empty: all of them.
-    std::function<bool(const std::exception_ptr&)> is_failure{};
-    // nullptr means Clock::Steady(). Must outlive the breaker.
-    const Clock* clock = nullptr;
-  };
+  using Options [[deprecated("use herd::CircuitBreakerOptions")]] =
+      CircuitBreakerOptions;
 
   // Proof that a call was admitted. Pass it to Record() exactly once.
   class Ticket {
@@ -102,9 +124,10 @@ class CircuitBreaker {
     bool trial_;
   };
 
-  // Throws: std::invalid_argument if an option breaks its REQUIRES.
-  explicit CircuitBreaker(Options options);
-  CircuitBreaker();  // default Options
+  // Throws: std::invalid_argument if an option breaks its REQUIRES; what
+  // the clock's Now() throws (read once, for the fallback above).
+  explicit CircuitBreaker(CircuitBreakerOptions options);
+  CircuitBreaker();  // default CircuitBreakerOptions
 
   CircuitBreaker(const CircuitBreaker&) = delete;
   CircuitBreaker& operator=(const CircuitBreaker&) = delete;
@@ -113,30 +136,41 @@ class CircuitBreaker {
   // Returns a ticket iff the call may run; nullopt means refuse it (open,
   // or half-open with every trial taken). REQUIRES: every returned ticket is
   // passed to Record() once the call finishes, or half-open can stall.
+  // Throws: what the clock's Now() throws (only while open; see above).
   std::optional<Ticket> TryAdmit() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Records the outcome of an admitted call.
+  // Records the outcome of an admitted call. Never throws (see above for a
+  // clock that does).
   void Record(const Ticket& ticket, bool failed) noexcept
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Whether an exception thrown by the protected call counts as a failure.
+  // Throws: what is_failure throws.
   bool IsFailure(const std::exception_ptr& e) const;
 
   // The current state (an open breaker whose open_duration has passed
-  // reports kHalfOpen).
+  // reports kHalfOpen). Throws: what the clock's Now() throws (only while
+  // open).
   State state() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Calls refused since construction.
   std::int64_t rejected() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // clock_.Now(), remembered in last_now_.
+  Clock::time_point ReadClock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ReadClock(), or last_now_ if the clock throws.
+  Clock::time_point NowOrLast() noexcept ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True iff the breaker is open and open_duration has passed by `now`.
+  bool OpenPeriodOver(Clock::time_point now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves open -> half-open once open_duration has passed.
   void Refresh(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Open(Clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Close() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RecordClosed(bool failed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const Options options_;
+  const CircuitBreakerOptions options_;
   const Clock& clock_;
   // Ratio mode: failures among window_size calls that open the breaker,
   // ceil(failure_ratio * window_size) computed once, free of rounding noise.
@@ -148,6 +182,8 @@ class CircuitBreaker {
   // Bumped on every state change; tickets from older generations are stale.
   std::uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   Clock::time_point opened_at_ ABSL_GUARDED_BY(mu_);
+  // The last value read from the clock: Record()'s fallback.
+  Clock::time_point last_now_ ABSL_GUARDED_BY(mu_);
   int consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
   // Ratio mode: ring buffer of the last window_size outcomes.
   std::vector<bool> window_ ABSL_GUARDED_BY(mu_);
@@ -163,51 +199,7 @@ class CircuitBreaker {
 std::string_view ToString(CircuitBreaker::State state);
 
 namespace internal {
-
-// The loader WithBreaker() returns.
-template <class L>
-class BreakerLoader {
-  static_assert(IsLoader<L&>,
-                "a herd loader must be invocable as Value() or "
-                "Value(std::stop_token)");
-
- public:
-  BreakerLoader(CircuitBreaker& breaker, L loader)
-      : breaker_(&breaker), loader_(std::move(loader)) {}
-
-  LoaderResult<L&> operator()(std::stop_token stop) {
-    return Run(*breaker_, loader_, std::move(stop));
-  }
-  auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
-    return Run(*breaker_, loader_, std::move(stop));
-  }
-
- private:
-  template <class Inner>
-  static LoaderResult<Inner&> Run(CircuitBreaker& breaker, Inner& loader,
-                                  std::stop_token stop) {
-    std::optional<CircuitBreaker::Ticket> ticket = breaker.TryAdmit();
-    if (!ticket) throw CircuitOpen();
-    try {
-      if constexpr (std::is_void_v<LoaderResult<Inner&>>) {
-        InvokeLoader(loader, std::move(stop));
-        breaker.Record(*ticket, /*failed=*/false);
-        return;
-      } else {
-        LoaderResult<Inner&> value = InvokeLoader(loader, std::move(stop));
-        breaker.Record(*ticket, /*failed=*/false);
-        return value;
-      }
-    } catch (...) {
-      breaker.Record(*ticket, breaker.IsFailure(std::current_exception()));
-      throw;
-    }
-  }
-
-  CircuitBreaker* breaker_;
-  L loader_;
-};
-
+class BreakerGuard;
 }  // namespace internal
 
 // Returns a loader, invocable as Value(std::stop_token), that runs `loader`
@@ -215,13 +207,14 @@ class BreakerLoader {
 // when the breaker refuses the call, and otherwise records the outcome and
 // returns the value or rethrows the exception unchanged. `breaker` is held
 // by reference and must outlive the result; `loader` is copied or moved in.
+// Throws: std::invalid_argument if `loader` is an empty std::function,
+// absl::AnyInvocable or null pointer.
 template <class L>
-internal::BreakerLoader<std::decay_t<L>> WithBreaker(CircuitBreaker& breaker,
-                                                     L&& loader) {
-  return internal::BreakerLoader<std::decay_t<L>>(breaker,
-                                                  std::forward<L>(loader));
-}
+internal::GuardedLoader<internal::BreakerGuard, std::decay_t<L>> WithBreaker(
+    CircuitBreaker& breaker, L&& loader);
 
 }  // namespace herd
+
+#include "herd/internal/guard_circuit_breaker_impl.h"  // IWYU pragma: export
 
 #endif  // HERD_CIRCUIT_BREAKER_H_

@@ -18,21 +18,37 @@
 //
 // Thread safety: every member function may be called concurrently.
 //
+// Memory ordering: FakeClock: everything a thread did before Advance() or
+// AdvanceTo() is visible to a sleeper that call wakes, once its SleepUntil()
+// returns. A stop request happens before the SleepUntil() it ends returns.
+//
 // Sleeps take a std::stop_token. A component that must wake a sleeping
 // thread early (a timer given an earlier deadline, say) requests a stop on a
 // std::stop_source it owns; the stop state is sticky, so a stop requested
 // before the sleeper arrives is never lost.
+//
+// Durations: a duration that takes a deadline past the end of the clock's
+// range (duration::max(), hours::max()) means "no limit": the deadline
+// saturates at time_point::max(), which no clock reaches (the arithmetic is
+// herd/internal/time.h's, as everywhere in herd). A zero or negative
+// SleepFor() returns at once. Clocks of your own may throw from Now() or
+// SleepUntil(); each herd component's header says what it does then.
 
 #ifndef HERD_CLOCK_H_
 #define HERD_CLOCK_H_
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
+#include <stdexcept>
 #include <stop_token>
+#include <utility>
+
+#include "herd/internal/time.h"
 
 namespace herd {
 
@@ -47,13 +63,24 @@ class Clock {
   virtual time_point Now() const = 0;
 
   // Blocks until Now() >= deadline or until `stop` is requested, whichever
-  // comes first. Returns true iff the deadline was reached.
+  // comes first. Returns true iff the deadline was reached (at once, even
+  // with `stop` stopped, if it already has been). time_point::max() is
+  // never reached: only `stop` ends that sleep, and then it returns false.
   virtual bool SleepUntil(time_point deadline,
                           std::stop_token stop = {}) const = 0;
 
-  // SleepUntil(Now() + d, stop).
-  bool SleepFor(duration d, std::stop_token stop = {}) const {
-    return SleepUntil(Now() + d, std::move(stop));
+  // SleepUntil(Now() + d, stop), with the sum saturating at
+  // time_point::max() (no limit) instead of overflowing. A zero or negative
+  // `d` returns true at once.
+  // Throws: std::invalid_argument if `d` is NaN; what Now() and
+  // SleepUntil() throw.
+  template <class Rep, class Period>
+  bool SleepFor(std::chrono::duration<Rep, Period> d,
+                std::stop_token stop = {}) const {
+    if (!(d == d)) {  // NaN
+      throw std::invalid_argument("herd::Clock::SleepFor: NaN duration");
+    }
+    return SleepUntil(internal::SaturatingAdd(Now(), d), std::move(stop));
   }
 
   // The process-wide steady clock. Never destroyed.
@@ -63,7 +90,7 @@ class Clock {
   static const Clock& Coarse();
 };
 
-// std::chrono::steady_clock.
+// std::chrono::steady_clock. Never throws.
 class SteadyClock final : public Clock {
  public:
   time_point Now() const override { return std::chrono::steady_clock::now(); }
@@ -96,23 +123,36 @@ class CoarseClock final : public Clock {
 };
 
 // A clock for tests. Time starts at `start` and moves only through Advance()
-// or AdvanceTo(). Sleepers wake when time reaches their deadline.
+// or AdvanceTo(). Sleepers wake when time reaches their deadline. Never
+// throws from Now() or SleepUntil().
 class FakeClock final : public Clock {
  public:
+  // Starts at min(start, kEndOfTime).
   explicit FakeClock(time_point start = time_point(std::chrono::hours(1)))
-      : now_(start) {}
+      : now_(std::min(start, kEndOfTime)) {}
 
   time_point Now() const override;
   bool SleepUntil(time_point deadline,
                   std::stop_token stop = {}) const override;
 
   // Moves time forward by `d` and wakes the sleepers whose deadline passed.
+  // Zero moves nothing. Time saturates one tick short of time_point::max(),
+  // which stands for "no limit" and is never reached:
+  // Advance(duration::max()) goes to kEndOfTime.
   // REQUIRES: d >= 0.
-  // Throws: std::invalid_argument if d < 0.
-  void Advance(duration d);
+  // Throws: std::invalid_argument if d is negative or NaN (time unchanged).
+  template <class Rep, class Period>
+  void Advance(std::chrono::duration<Rep, Period> d) {
+    internal::CheckTimeout(d, "herd::FakeClock::Advance");
+    AdvanceBy(d);
+  }
 
-  // Moves time forward to `t`; no-op if `t` is not after Now().
+  // Moves time forward to min(t, kEndOfTime); no-op if that is not after
+  // Now().
   void AdvanceTo(time_point t);
+
+  // The latest time a FakeClock shows: time_point::max() - 1 tick.
+  static constexpr time_point kEndOfTime = time_point::max() - duration(1);
 
   // Number of threads currently inside SleepUntil().
   size_t Sleepers() const;
@@ -123,6 +163,13 @@ class FakeClock final : public Clock {
   void WaitForSleepers(size_t n) const;
 
  private:
+  template <class Rep, class Period>
+  void AdvanceBy(std::chrono::duration<Rep, Period> d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    now_ = std::min(internal::SaturatingAdd(now_, d), kEndOfTime);
+    cv_.notify_all();
+  }
+
   // A plain std::mutex, because std::condition_variable_any's stop_token
   // waits need a BasicLockable; clang's analysis cannot follow it, so the
   // guarded members are marked in comments.

@@ -12,6 +12,12 @@
 //   // A query still running after 2 s sees stop.stop_requested(); every
 //   // caller of the flight gets herd::DeadlineExceeded.
 //
+// Thread safety: a wrapped loader may be called concurrently iff the inner
+// loader may. The timer must outlive every wrapped loader made with it.
+//
+// Memory ordering: everything the inner loader did before it returned or
+// threw is visible to the caller (it runs on the caller's thread).
+//
 // Each call of the wrapped loader gets its own deadline, `timeout` after the
 // call starts (on the timer's clock). The inner loader receives a
 // std::stop_token that is stopped when the deadline passes (the timer
@@ -24,122 +30,52 @@
 // rethrows that exception unchanged. A call that finished at or after the
 // deadline throws herd::DeadlineExceeded instead, whatever it produced.
 //
+// Durations: zero and negative timeouts are rejected. A timeout whose
+// deadline lies past the end of the clock's range (duration::max(),
+// hours::max()) is no deadline at all: no timer entry, the inner loader
+// gets the outer token as it is, and the call never throws
+// DeadlineExceeded of its own.
+//
+// A Clock that throws: from the Now() that starts a call, the exception
+// propagates and the inner loader does not run; from the Now() that judges
+// a finished call, it propagates in place of the call's outcome. (The
+// timer's own thread terminates on one: see herd/timer.h.)
+//
 // Costs: one Timer::RunAt and one Timer::Cancel per call, O(log n) each, and
 // one std::stop_source allocation.
-//
-// Thread safety: a wrapped loader may be called concurrently iff the inner
-// loader may. The timer must outlive every wrapped loader made with it.
 
 #ifndef HERD_DEADLINE_H_
 #define HERD_DEADLINE_H_
 
-#include <stdexcept>
-#include <stop_token>
+#include <chrono>
 #include <type_traits>
-#include <utility>
 
 #include "herd/clock.h"
-#include "herd/errors.h"
-#include "herd/internal/invoke.h"
+#include "herd/internal/guarded_loader.h"
 #include "herd/timer.h"
 
 namespace herd {
 
 namespace internal {
-
-// The loader WithDeadline() returns.
-template <class L>
-class DeadlineLoader {
-  static_assert(IsLoader<L&>,
-                "a herd loader must be invocable as Value() or "
-                "Value(std::stop_token)");
-
- public:
-  DeadlineLoader(Timer& timer, Clock::duration timeout, L loader)
-      : timer_(&timer), timeout_(timeout), loader_(std::move(loader)) {}
-
-  LoaderResult<L&> operator()(std::stop_token stop) {
-    return Run(*timer_, timeout_, loader_, std::move(stop));
-  }
-  auto operator()(std::stop_token stop) const requires IsLoader<const L&> {
-    return Run(*timer_, timeout_, loader_, std::move(stop));
-  }
-
- private:
-  template <class Inner>
-  static LoaderResult<Inner&> Run(Timer& timer, Clock::duration timeout,
-                                  Inner& loader, std::stop_token outer) {
-    const Clock& clock = timer.clock();
-    const Clock::time_point deadline = clock.Now() + timeout;
-    std::stop_source stop;
-    // Runs at once if `outer` is already stopped. Its destructor waits for
-    // a concurrently running callback, so capturing by reference is safe.
-    std::stop_callback forward_outer(outer, [&stop] { stop.request_stop(); });
-    // The timer's copy of `stop` shares its state, so a late firing (after
-    // this call returned) is harmless.
-    const Timer::Id timer_id =
-        timer.RunAt(deadline, [stop]() mutable { stop.request_stop(); });
-    // Settles the call: cancels the timer, then decides by the clock.
-    auto finished_late = [&] {
-      const bool late = clock.Now() >= deadline;
-      timer.Cancel(timer_id);
-      return late;
-    };
-    using Result = LoaderResult<Inner&>;
-    try {
-      if constexpr (std::is_void_v<Result>) {
-        InvokeLoader(loader, stop.get_token());
-        if (finished_late()) throw DeadlineExceeded();
-        return;
-      } else {
-        Result value = InvokeLoader(loader, stop.get_token());
-        if (finished_late()) throw DeadlineExceeded();
-        return value;
-      }
-    } catch (const DeadlineExceeded&) {
-      // Ours from just above, or the inner loader's own (a nested
-      // deadline): either way, this is the exception to report.
-      timer.Cancel(timer_id);
-      throw;
-    } catch (...) {
-      if (finished_late()) throw DeadlineExceeded();
-      throw;
-    }
-  }
-
-  Timer* timer_;
-  Clock::duration timeout_;
-  L loader_;
-};
-
-inline Clock::duration CheckTimeout(Clock::duration timeout) {
-  if (timeout <= Clock::duration::zero()) {
-    throw std::invalid_argument("herd::WithDeadline: timeout must be > 0");
-  }
-  return timeout;
-}
-
+class DeadlineGuard;
 }  // namespace internal
 
 // Returns a loader, invocable as Value(std::stop_token), that runs `loader`
 // with a deadline `timeout` after each call starts, measured and enforced by
 // `timer` (on timer.clock()). `timer` must outlive the result.
-// Throws: std::invalid_argument if timeout <= 0.
-template <class L>
-internal::DeadlineLoader<std::decay_t<L>> WithDeadline(Timer& timer,
-                                                       Clock::duration timeout,
-                                                       L&& loader) {
-  return internal::DeadlineLoader<std::decay_t<L>>(
-      timer, internal::CheckTimeout(timeout), std::forward<L>(loader));
-}
+// Throws: std::invalid_argument if timeout <= 0 or NaN, or if `loader` is an
+// empty std::function, absl::AnyInvocable or null pointer.
+template <class Rep, class Period, class L>
+internal::GuardedLoader<internal::DeadlineGuard, std::decay_t<L>> WithDeadline(
+    Timer& timer, std::chrono::duration<Rep, Period> timeout, L&& loader);
 
 // As above, on the process-wide Timer::Default() (steady clock).
-template <class L>
-internal::DeadlineLoader<std::decay_t<L>> WithDeadline(Clock::duration timeout,
-                                                       L&& loader) {
-  return WithDeadline(Timer::Default(), timeout, std::forward<L>(loader));
-}
+template <class Rep, class Period, class L>
+internal::GuardedLoader<internal::DeadlineGuard, std::decay_t<L>> WithDeadline(
+    std::chrono::duration<Rep, Period> timeout, L&& loader);
 
 }  // namespace herd
+
+#include "herd/internal/guard_deadline_impl.h"  // IWYU pragma: export
 
 #endif  // HERD_DEADLINE_H_

@@ -2,26 +2,18 @@
 //
 // herd/timer.h: runs callbacks at deadlines on one background thread.
 //
-//   herd::Timer  RunAt / RunAfter schedule a callback, Cancel(id) unschedules
-//                it; Timer::Default() is a process-wide timer on the steady
-//                clock (herd::WithDeadline uses it unless given another)
+//   herd::Timer         RunAt / RunAfter schedule a callback, Cancel(id)
+//                       unschedules it; Timer::Default() is a process-wide
+//                       timer on the steady clock (herd::WithDeadline uses it
+//                       unless given another)
+//   herd::TimerOptions  the clock deadlines are measured on
 //
 // Example:
 //
-//   herd::Timer timer;
+//   herd::Timer timer;                     // or Timer({.clock = &fake})
 //   herd::Timer::Id id = timer.RunAfter(std::chrono::seconds(2),
 //                                       [] { std::puts("two seconds"); });
 //   if (timer.Cancel(id)) { /* it will never run */ }
-//
-// Design: pending callbacks sit in a min-heap ordered by (deadline, id) and
-// in a map from id to callback. The thread sleeps in Clock::SleepUntil() until
-// the earliest deadline; adding an earlier deadline wakes it early through a
-// std::stop_source it owns. With nothing pending it waits on a condition
-// variable and uses no CPU. Cancel() erases from the map only; the stale heap
-// entry is dropped when it reaches the top, and the heap is rebuilt when stale
-// entries outnumber live ones, so every operation is O(log n) amortised.
-// With a FakeClock the timer runs a callback once a test advances the clock
-// past its deadline, and never earlier.
 //
 // Thread safety: every member function may be called concurrently, including
 // from inside a callback (except the destructor).
@@ -30,28 +22,57 @@
 // visible to the callback when it runs.
 //
 // Callbacks run one at a time, in deadline order (ties in the order they
-// were scheduled), on the timer's thread, never under the timer's lock. A
-// slow callback delays the ones after it, so callbacks should be short (set a
-// flag, request a stop, hand work to a pool). A callback that throws calls
-// std::terminate.
+// were scheduled), on the timer's thread, never under the timer's lock, and
+// never before Clock::Now() reaches their deadline. A slow callback delays
+// the ones after it, so callbacks should be short (set a flag, request a
+// stop, hand work to a pool). A callback that throws calls std::terminate.
+//
+// Deadlines at the ends of time: a deadline that has passed (a zero or
+// negative delay) runs at once; a delay whose deadline lies past the clock's
+// range (duration::max()) saturates at time_point::max(), which the clock
+// never reaches: that callback waits until Cancel() or the destructor
+// destroys it unrun.
+//
+// A Clock that throws: from RunAfter() (which reads Now()), the exception
+// propagates and nothing is scheduled. On the timer's thread (Now() and
+// SleepUntil() while it waits) it calls std::terminate, as any exception
+// escaping a std::thread does.
+//
+// Design: pending callbacks sit in a min-heap ordered by (deadline, id) and
+// in a map from id to callback. The thread sleeps in Clock::SleepUntil() until
+// the earliest deadline; adding an earlier deadline wakes it early through a
+// std::stop_source it owns. With nothing pending it waits on a condition
+// variable and uses no CPU. Cancel() erases from the map only; the stale heap
+// entry is dropped when it reaches the top, and the heap is rebuilt when stale
+// entries outnumber live ones, so every operation is O(log n) amortised.
 
 #ifndef HERD_TIMER_H_
 #define HERD_TIMER_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <stop_token>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "herd/clock.h"
 #include "herd/internal/mutex.h"
+#include "herd/internal/time.h"
 
 namespace herd {
+
+struct TimerOptions {
+  // The clock deadlines are measured on; nullptr means Clock::Steady().
+  // Must outlive the Timer.
+  const Clock* clock = nullptr;
+};
 
 class Timer {
  public:
@@ -60,8 +81,13 @@ class Timer {
   using Id = std::uint64_t;
   using Callback = absl::AnyInvocable<void() &&>;
 
-  // Starts the timer's thread. `clock` must outlive the Timer.
-  explicit Timer(const Clock& clock = Clock::Steady());
+  // Starts the timer's thread.
+  // Throws: std::system_error if the thread cannot start.
+  explicit Timer(TimerOptions options = {});
+
+  // Deprecated: Timer({.clock = &clock}).
+  [[deprecated("use Timer(TimerOptions{.clock = &clock})")]] explicit Timer(
+      const Clock& clock);
 
   // Cancels every pending callback (destroying it without running it), waits
   // for a running callback to return, and joins the thread.
@@ -73,14 +99,27 @@ class Timer {
   Timer& operator=(const Timer&) = delete;
 
   // Schedules `callback` to run once Clock::Now() >= deadline (at once if the
-  // deadline has passed). Returns its id for Cancel().
-  // Throws: std::invalid_argument if `callback` is empty.
+  // deadline has passed; never if it is time_point::max()). Returns its id
+  // for Cancel().
+  // Throws: std::invalid_argument if `callback` is empty; std::bad_alloc.
+  // Nothing is scheduled when it throws.
   Id RunAt(Clock::time_point deadline, Callback callback)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // RunAt(clock().Now() + delay, callback). A negative delay means now.
-  Id RunAfter(Clock::duration delay, Callback callback)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // RunAt(clock().Now() + delay, callback), the sum saturating: a zero or
+  // negative delay runs at once, duration::max() (or any delay past the
+  // clock's range) never runs.
+  // Throws: as RunAt(); std::invalid_argument if `delay` is NaN; what the
+  // clock's Now() throws.
+  template <class Rep, class Period>
+  Id RunAfter(std::chrono::duration<Rep, Period> delay, Callback callback)
+      ABSL_LOCKS_EXCLUDED(mu_) {
+    if (!(delay == delay)) {  // NaN
+      throw std::invalid_argument("herd::Timer::RunAfter: NaN delay");
+    }
+    return RunAt(internal::SaturatingAdd(clock_.Now(), delay),
+                 std::move(callback));
+  }
 
   // Unschedules callback `id` and destroys it (on the calling thread). Returns
   // true iff this call prevented it from running; false if it already ran,

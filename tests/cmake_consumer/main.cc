@@ -1,50 +1,43 @@
 // Copyright 2026 The herd Authors.
 //
-// Uses an installed herd through find_package(herd): its headers (public
-// and internal, which include Abseil's), its compiled library (clock.cc)
-// and its threads. Exits 0 and prints "ok" iff all of them work.
+// herd::herd, or `pkg-config --cflags --libs herd`: every public header in
+// one program, and the components used together (a LoadingCache whose
+// loader is limited and has a deadline, refreshed on a ThreadPool).
 
 #include <chrono>
-#include <cstdio>
-#include <stdexcept>
-#include <thread>
+#include <stop_token>
 
+#include "consumer.h"
+#include "herd/bounded_queue.h"
+#include "herd/circuit_breaker.h"
 #include "herd/clock.h"
+#include "herd/coalesce.h"
+#include "herd/concurrency_limiter.h"
+#include "herd/deadline.h"
 #include "herd/errors.h"
-#include "herd/internal/mutex.h"
+#include "herd/executor.h"
+#include "herd/loading_cache.h"
+#include "herd/retry.h"
+#include "herd/share.h"
+#include "herd/thread_pool.h"
+#include "herd/timer.h"
+#include "herd/token_bucket.h"
+
+#ifndef HERD_CONSUMER_NAME
+#define HERD_CONSUMER_NAME "herd_consumer"
+#endif
 
 int main() {
-  herd::FakeClock clock;
-  const auto deadline = clock.Now() + std::chrono::seconds(5);
-  bool reached = false;
-  {
-    std::jthread sleeper([&](std::stop_token stop) {
-      reached = clock.SleepUntil(deadline, stop);
-    });
-    clock.WaitForSleepers(1);
-    clock.Advance(std::chrono::seconds(5));
-  }
+  herd::ConcurrencyLimiter limiter(1);
+  herd::LoadingCache<int, int> cache({.ttl = std::chrono::minutes(1)});
+  int loads = 0;
+  auto loader = herd::WithLimit(
+      limiter, herd::WithDeadline(std::chrono::hours(1),
+                                  [&loads](std::stop_token) { return ++loads; }));
+  consumer::Check(cache.Get(7, loader) == 1, "a limited, deadlined load");
+  consumer::Check(cache.Get(7, loader) == 1, "then a hit");
 
-  herd::internal::Mutex mu;
-  int guarded = 0;
-  {
-    herd::internal::MutexLock lock(&mu);
-    ++guarded;
-  }
-
-  bool threw = false;
-  try {
-    throw herd::Closed();
-  } catch (const herd::Error&) {
-    threw = true;
-  }
-
-  const auto before = herd::Clock::Steady().Now();
-  const bool steady_ok = herd::Clock::Steady().Now() >= before;
-  if (!reached || guarded != 1 || !threw || !steady_ok) {
-    std::printf("herd_consumer: FAILED\n");
-    return 1;
-  }
-  std::printf("herd_consumer: ok\n");
-  return 0;
+  herd::Share<int, int> share;
+  consumer::Check(share.Do(1, [] { return 3; }) == 3, "Share::Do");
+  return consumer::Finish(HERD_CONSUMER_NAME);
 }

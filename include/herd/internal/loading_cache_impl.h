@@ -58,7 +58,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "herd/clock.h"
 #include "herd/errors.h"
@@ -67,12 +66,13 @@
 #include "herd/internal/epoch_index.h"
 #include "herd/internal/invoke.h"
 #include "herd/internal/mutex.h"
-#include "herd/internal/policy_standin.h"
+#include "herd/internal/policy_hook.h"
 #include "herd/internal/shards.h"
 #include "herd/internal/striped.h"
 #include "herd/internal/tasks.h"
 #include "herd/internal/time.h"
 #include "herd/internal/timer_wheel.h"
+#include "herd/internal/tinylfu.h"
 #include "herd/thread_pool.h"
 #include "herd/timer.h"
 
@@ -95,10 +95,10 @@ inline double CacheStats::average_load_penalty_ns() const {
 
 namespace internal {
 
-// The eviction policy. TEMPORARY: the stand-in until herd/internal/tinylfu.h
-// lands.
-struct DefaultCachePolicy : StandInLru {
-  using StandInLru::StandInLru;
+// The eviction policy of every LoadingCache: W-TinyLFU over the whole
+// cache (herd/internal/tinylfu.h).
+struct DefaultCachePolicy : TinyLfu {
+  using TinyLfu::TinyLfu;
 };
 
 // Loads this thread is executing, innermost first (RecursiveCall).
@@ -121,14 +121,8 @@ inline const std::exception_ptr& BadAllocError() {
   return e;
 }
 
-// A 64-bit mixer (the finalizer of MurmurHash3), so that weak hashes (an
-// identity std::hash) still spread over shards, slots and tags.
-constexpr uint64_t MixHash(uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  return h;
-}
+// MixHash (internal/frequency_sketch.h) spreads weak hashes (an identity
+// std::hash) over shards, slots and tags.
 
 // splitmix64 (Steele, Lea, Flood 2014).
 constexpr uint64_t SplitMix64(uint64_t z) {
@@ -296,12 +290,17 @@ class CacheCore {
                                         // pending load replaces it
   static constexpr uint8_t kError = 4;  // a cached error
 
-  // Before each entry of a bounded cache.
+  // Before each entry of a bounded cache. The entry is in the policy iff
+  // hook.queue != 0 (guarded by policy_mu_, as the whole hook).
   struct PolicyPart {
     PolicyHook hook;
     Entry* dirty_next = nullptr;  // guarded by the shard's mutex
-    bool in_policy = false;       // guarded by policy_mu_
+    // A load or refresh is in progress: never evicted. Guarded by
+    // policy_mu_; copied from the entry when it is reconciled, so that it
+    // stays the same during one Evict() call, as the policy requires.
+    bool pinned = false;
   };
+  static bool InPolicy(const PolicyPart* p) { return p->hook.queue != 0; }
   static constexpr size_t kPolicyPrefix =
       (sizeof(PolicyPart) + alignof(Entry) - 1) / alignof(Entry) *
       alignof(Entry);
@@ -492,9 +491,11 @@ class CacheCore {
       TryDrain();
     }
   }
-  void OnMiss(uint64_t hash, size_t stripe) {
+  // A miss. One that loads counts for the policy when its entry is added;
+  // one that loads nothing (GetIfPresent) is recorded for it here.
+  void OnMiss(uint64_t hash, size_t stripe, bool loads = true) {
     const uint64_t seq = counters_.Add(stripe, kMisses);
-    if (bounded_) read_buffer_->Record(stripe, seq, hash | 1);
+    if (bounded_ && !loads) read_buffer_->Record(stripe, seq, hash | 1);
   }
   // A hit of fresh value `b` at or past its check time: counts it and
   // starts the refresh it may call for. The caller copies the value.
@@ -628,6 +629,8 @@ class CacheCore {
                   Register&& reg);
   void AttachLocked(Shard& s, Entry* e, Load* l)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // e's load came or went: mark it for the policy (bounded).
+  void PinChangedLocked(Shard& s, Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
 
   // Runs one execution of `l` with `call(stop_token)` and settles it.
   // Consumes the execution's reference.
@@ -1140,7 +1143,6 @@ void CacheCore<K, V, H, E, P>::RemoveIfEmptyLocked(Shard& s, Entry* e,
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::DetachLocked(Shard& s, Entry* e,
                                          Aftermath& after) {
-  (void)s;
   Load* l = e->load;
   if (l == nullptr) return;
   l->entry = nullptr;
@@ -1148,6 +1150,7 @@ void CacheCore<K, V, H, E, P>::DetachLocked(Shard& s, Entry* e,
   e->refreshing.store(0, std::memory_order_relaxed);
   l->unref_next = after.unref;
   after.unref = l;
+  PinChangedLocked(s, e);
 }
 
 template <class K, class V, class H, class E, class P>
@@ -1274,15 +1277,14 @@ void CacheCore<K, V, H, E, P>::ReconcileLocked(Shard& s) {
     e->dirty = false;
     const bool want =
         !e->removed && AsValue(e->box.load(std::memory_order_relaxed)) != nullptr;
-    if (want && !p->in_policy) {
+    p->pinned = e->load != nullptr;
+    if (want && !InPolicy(p)) {
       p->hook.weight = e->weight;
       policy_->Add(&p->hook);
-      p->in_policy = true;
     } else if (want && p->hook.weight != e->weight) {
       policy_->UpdateWeight(&p->hook, e->weight);
-    } else if (!want && p->in_policy) {
+    } else if (!want && InPolicy(p)) {
       policy_->Remove(&p->hook);
-      p->in_policy = false;
     }
     e = next;
   }
@@ -1296,7 +1298,7 @@ void CacheCore<K, V, H, E, P>::DrainLocked() {
       return;
     }
     PolicyPart* p = PolicyOf(reinterpret_cast<Entry*>(v));
-    if (p->in_policy) policy_->RecordAccess(&p->hook);
+    if (InPolicy(p)) policy_->RecordAccess(&p->hook);
   });
 }
 
@@ -1315,6 +1317,9 @@ void CacheCore<K, V, H, E, P>::Maintain() noexcept {
   RetireList::Chain dead;  // entries nobody can reach any more
   {
     MutexLock plock(&policy_mu_);
+    // Reads recorded so far mostly came before the writes waiting below:
+    // replay them first, so that recency keeps their order.
+    DrainLocked();
     const uint64_t epoch = Epoch::TryAdvance();
     for (size_t i = 0; i <= shard_mask_; ++i) {
       Shard& s = shards_[i];
@@ -1329,19 +1334,15 @@ void CacheCore<K, V, H, E, P>::Maintain() noexcept {
     }
     // Every entry in `dead` was retired two epochs ago, after it left the
     // index, and has left the policy: only the read buffer may still hold
-    // it. Drain it before freeing them.
-    DrainLocked();
+    // it, recorded before the epoch moved on. Drain it again before they
+    // are freed.
+    if (!dead.empty()) DrainLocked();
     if (policy_->weight() > policy_->max_weight()) {
       policy_->Evict(
+          [&](PolicyHook* h) { return !PolicyOf(EntryOfHook(h))->pinned; },
           [&](PolicyHook* h) {
+            // Unlinked from the policy already (hook.queue == 0).
             Entry* e = EntryOfHook(h);
-            Shard& s = ShardFor(e->hash);
-            MutexLock lock(&s.mu);
-            return e->load == nullptr && !e->removed;
-          },
-          [&](PolicyHook* h) {
-            Entry* e = EntryOfHook(h);
-            PolicyOf(e)->in_policy = false;
             Shard& s = ShardFor(e->hash);
             MutexLock lock(&s.mu);
             if (e->removed) return;
@@ -1406,6 +1407,17 @@ void CacheCore<K, V, H, E, P>::AttachLocked(Shard& s, Entry* e, Load* l) {
   if (l->kind == LoadKind::kRefresh || l->kind == LoadKind::kEarlyRefresh) {
     e->refreshing.store(1, std::memory_order_relaxed);
   }
+  PinChangedLocked(s, e);
+}
+
+template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::PinChangedLocked(Shard& s, Entry* e) {
+  // The policy learns it at the next Maintain(), before it evicts.
+  if (!bounded_ || e->dirty) return;
+  e->dirty = true;
+  PolicyOf(e)->dirty_next = s.dirty;
+  s.dirty = e;
+  s.maintain.store(true, std::memory_order_relaxed);
 }
 
 template <class K, class V, class H, class E, class P>
@@ -2049,7 +2061,7 @@ std::optional<V> CacheCore<K, V, H, E, P>::GetIfPresent(const K& key) {
       }
     }
   }
-  OnMiss(h, g.thread_index());
+  OnMiss(h, g.thread_index(), /*loads=*/false);
   return std::nullopt;
 }
 

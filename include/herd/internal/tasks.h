@@ -67,6 +67,16 @@ class TaskCounter {
   size_t pending_ = 0;  // guarded by mu_
 };
 
+// The exception a dropped task's body is abandoned with: one herd::Closed,
+// made on first use. ScheduleOnce makes it before it schedules anything, so
+// that Abandon (noexcept) never has to allocate it.
+// Throws: std::bad_alloc, on first use only.
+inline const std::exception_ptr& DroppedTaskError() {
+  static const std::exception_ptr error = std::make_exception_ptr(
+      Closed("herd: the executor destroyed a task without running it"));
+  return error;
+}
+
 // Schedules `body` on `executor` so that exactly one of
 //   body.Run()                       (on the executor's thread), or
 //   body.Abandon(std::exception_ptr) (noexcept; the task was refused)
@@ -106,8 +116,8 @@ void ScheduleOnce(Exec& executor, TaskCounter* tasks, Body body) {
     static void Unref(State* s) noexcept {
       if (s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         TaskCounter* t = s->tasks;
-        delete s;     // the body's captures die before the count drops
-        t->Done();    // the last touch of the owner
+        delete s;   // the body's captures die before the count drops
+        t->Done();  // the last touch of the owner
       }
     }
   };
@@ -140,16 +150,14 @@ void ScheduleOnce(Exec& executor, TaskCounter* tasks, Body body) {
     }
 
     static void AbandonDropped(State* s) noexcept {
-      if (s->Claim()) {
-        s->body.Abandon(std::make_exception_ptr(
-            Closed("herd: the executor destroyed a task without running it")));
-      }
+      if (s->Claim()) s->body.Abandon(DroppedTaskError());
     }
 
    private:
     State* s_;
   };
 
+  DroppedTaskError();  // made now: abandoning a dropped task cannot throw
   State* state = new State(std::move(body), tasks);  // may throw bad_alloc
   tasks->Add();
   try {
