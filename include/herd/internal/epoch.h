@@ -51,6 +51,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/base/attributes.h"
+
 namespace herd::internal {
 
 // One per thread that ever entered a critical section. Never freed.
@@ -76,7 +78,7 @@ class Epoch {
   // Returns ThreadIndex().
   // Throws: std::bad_alloc on a thread's first call if its record cannot be
   // allocated (nothing is entered then).
-  static size_t Enter() {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static size_t Enter() {
     EpochRecord* r = epoch_detail::this_thread_record;
     if (r == nullptr) r = epoch_detail::RegisterThread();
     if (r->nesting++ == 0) {
@@ -88,7 +90,7 @@ class Epoch {
   }
 
   // Leaves the critical section entered last. REQUIRES: inside one.
-  static void Exit() noexcept {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static void Exit() noexcept {
     EpochRecord* r = epoch_detail::this_thread_record;
     if (--r->nesting == 0) r->state.store(0, std::memory_order_release);
   }
@@ -124,8 +126,8 @@ class Epoch {
 
 class EpochGuard {
  public:
-  EpochGuard() : thread_index_(Epoch::Enter()) {}
-  ~EpochGuard() { Epoch::Exit(); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE EpochGuard() : thread_index_(Epoch::Enter()) {}
+  ABSL_ATTRIBUTE_ALWAYS_INLINE ~EpochGuard() { Epoch::Exit(); }
   EpochGuard(const EpochGuard&) = delete;
   EpochGuard& operator=(const EpochGuard&) = delete;
 

@@ -56,6 +56,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
@@ -396,7 +397,16 @@ class CacheCore {
 
   // --- Helpers ------------------------------------------------------------
 
-  static uint64_t HashOf(const Key& key) { return MixHash(Hash{}(key)); }
+  // absl::Hash already mixes every bit; any other hash is mixed again, so
+  // that a weak one (an identity std::hash) still spreads over shards,
+  // slots and tags.
+  static uint64_t HashOf(const Key& key) {
+    if constexpr (std::is_same_v<Hash, absl::Hash<Key>>) {
+      return Hash{}(key);
+    } else {
+      return MixHash(Hash{}(key));
+    }
+  }
   Shard& ShardFor(uint64_t h) const {
     return shards_[ShardIndex(h, shard_mask_)];
   }
@@ -484,10 +494,28 @@ class CacheCore {
   static size_t Stripe() { return Epoch::ThreadIndex(); }
 
   // A hit on `e`, counted and recorded for the policy.
-  void OnHit(Entry* e, size_t stripe) {
+  // A bounded cache records about one read in 2^kReadSampleShift for
+  // W-TinyLFU: replaying a read costs it a sketch update and a list move,
+  // about twice a whole hit. A read is picked when its stripe's sequence
+  // number, scaled by the golden ratio (a Weyl sequence), falls in the
+  // first 2^-shift of the range: every key is sampled at the same rate
+  // whatever the period of the access pattern (a plain seq % 8 would
+  // starve keys that a periodic pattern always puts off the grid), so
+  // relative frequencies hold. docs/loading_cache.md measures what it
+  // costs the hit ratio. Other policies (LruPolicy, in tests) see every
+  // read, so their order is exact.
+  static constexpr int kReadSampleShift =
+      std::is_base_of_v<TinyLfu, Policy> ? 3 : 0;
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void OnHit(Entry* e, size_t stripe) {
     const uint64_t seq = counters_.Add(stripe, kHits);
-    if (bounded_ &&
-        read_buffer_->Record(stripe, seq, reinterpret_cast<uintptr_t>(e))) {
+    if (!bounded_) return;
+    if constexpr (kReadSampleShift > 0) {
+      if ((seq * 0x9e3779b97f4a7c15ULL) >> (64 - kReadSampleShift) != 0) {
+        return;
+      }
+    }
+    if (read_buffer_->Record(stripe, seq >> kReadSampleShift,
+                             reinterpret_cast<uintptr_t>(e))) {
       TryDrain();
     }
   }
@@ -668,7 +696,8 @@ class CacheCore {
   Value Await(Load* l, bool stale_possible);
 
   template <class L>
-  Value GetSlow(const Key& key, uint64_t h, Shard& s, int64_t now, L* loader);
+  ABSL_ATTRIBUTE_NOINLINE Value GetSlow(const Key& key, uint64_t h, Shard& s,
+                                        int64_t now, L* loader);
   // Starts a background refresh of `e`'s value `b`. Best effort.
   void StartRefresh(Shard& s, Entry* e, const ValueBox* b, int64_t now,
                     bool early) noexcept;
@@ -681,7 +710,7 @@ class CacheCore {
   // Reconciles dirty entries with the policy, replays the read buffer,
   // evicts, and frees the entries nobody can reach any more.
   void Maintain() noexcept;
-  void TryDrain() noexcept;
+  ABSL_ATTRIBUTE_NOINLINE void TryDrain() noexcept;
   void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_);
   void ReconcileLocked(Shard& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);

@@ -34,6 +34,8 @@
 #include <memory>
 #include <thread>
 
+#include "absl/base/attributes.h"
+
 namespace herd::internal {
 
 // A power of two, at least 4 and at least twice the hardware threads, at
@@ -53,7 +55,8 @@ class StripedCounters {
 
   // Adds `n` to counter `c` of stripe `stripe` (any integer: masked).
   // Returns the stripe's count before.
-  uint64_t Add(size_t stripe, size_t c, uint64_t n = 1) noexcept {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE uint64_t Add(size_t stripe, size_t c,
+                                            uint64_t n = 1) noexcept {
     return stripes_[stripe & mask_].c[c].fetch_add(n,
                                                    std::memory_order_relaxed);
   }
@@ -86,7 +89,8 @@ class ReadBuffer {
   // Records `value` (non-zero) in `stripe` at position `seq` (a per-stripe
   // sequence number). Returns true iff the ring is now full, i.e. a drain is
   // due.
-  bool Record(size_t stripe, uint64_t seq, uintptr_t value) noexcept {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Record(size_t stripe, uint64_t seq,
+                                           uintptr_t value) noexcept {
     stripes_[stripe & mask_].slots[seq & (kSlots - 1)].store(
         value, std::memory_order_release);
     return (seq & (kSlots - 1)) == kSlots - 1;
