@@ -10,8 +10,9 @@
 namespace herd::internal {
 namespace epoch_detail {
 
-// Starts at 3 so that "retired at epoch - 2" never wraps below zero.
-std::atomic<uint64_t> global_epoch{3};
+// Starts at 3 so that "retired at epoch - 2" never wraps below zero. On a
+// cache line of its own: every reader loads it, only TryAdvance writes it.
+alignas(64) std::atomic<uint64_t> global_epoch{3};
 
 namespace {
 
@@ -43,14 +44,16 @@ EpochRecord* RegisterThread() {
   EpochRecord* mine = nullptr;
   {
     std::lock_guard<std::mutex> lock(registry_mu);
+    // The free record with the lowest index: threads alive at once then
+    // hold the lowest indices, so that they pick distinct stripes.
     for (EpochRecord* r = registry.load(std::memory_order_acquire);
          r != nullptr; r = r->next) {
-      if (!r->in_use.load(std::memory_order_acquire)) {
-        r->in_use.store(true, std::memory_order_relaxed);
+      if (!r->in_use.load(std::memory_order_acquire) &&
+          (mine == nullptr || r->index < mine->index)) {
         mine = r;
-        break;
       }
     }
+    if (mine != nullptr) mine->in_use.store(true, std::memory_order_relaxed);
     if (mine == nullptr) {
       // May throw past the pool: nothing is registered yet.
       mine = pool_used < kPooled ? &pool[pool_used++] : new EpochRecord();

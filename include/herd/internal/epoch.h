@@ -67,7 +67,7 @@ struct alignas(64) EpochRecord {
 
 namespace epoch_detail {
 // Defined in lib/epoch.cc.
-extern std::atomic<uint64_t> global_epoch;
+extern std::atomic<uint64_t> global_epoch;  // alignas(64) there
 EpochRecord* RegisterThread();  // throws std::bad_alloc
 inline constinit thread_local EpochRecord* this_thread_record = nullptr;
 }  // namespace epoch_detail
@@ -111,8 +111,9 @@ class Epoch {
   // Costs one load per registered thread.
   static uint64_t TryAdvance() noexcept;
 
-  // A small integer that distinct live threads (almost always) do not
-  // share, for picking a stripe. Registers the thread if needed.
+  // A small integer that no two live threads share, for picking a stripe:
+  // a thread registering takes the lowest one free, so n threads alive at
+  // once hold (about) 0..n-1. Registers the thread if needed.
   // Throws: std::bad_alloc as Enter().
   static size_t ThreadIndex() {
     EpochRecord* r = epoch_detail::this_thread_record;

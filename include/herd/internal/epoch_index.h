@@ -143,7 +143,7 @@ class EpochIndex {
     const size_t used = size_ + tombstones_ + extra;
     if (t != nullptr && used * 4 <= cap * 3) return;  // load <= 3/4
     size_t new_cap = kMinCapacity;
-    while ((size_ + extra) * 8 > new_cap * 3) new_cap *= 2;  // load <= 3/8
+    while ((size_ + extra) * 2 > new_cap) new_cap *= 2;  // load <= 1/2
     Table* fresh = NewTable(new_cap);                         // may throw
     if (t != nullptr) {
       for (size_t i = 0; i <= t->mask; ++i) {
