@@ -516,7 +516,7 @@ class CacheCore {
     }
     if (read_buffer_->Record(stripe, seq >> kReadSampleShift,
                              reinterpret_cast<uintptr_t>(e))) {
-      TryDrain();
+      TryDrain(stripe);
     }
   }
   // A miss. One that loads counts for the policy when its entry is added;
@@ -710,8 +710,10 @@ class CacheCore {
   // Reconciles dirty entries with the policy, replays the read buffer,
   // evicts, and frees the entries nobody can reach any more.
   void Maintain() noexcept;
-  ABSL_ATTRIBUTE_NOINLINE void TryDrain() noexcept;
+  ABSL_ATTRIBUTE_NOINLINE void TryDrain(size_t stripe) noexcept;
   void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_);
+  // Replays one record of the read buffer (an entry, or a hash | 1).
+  void ReplayLocked(uintptr_t v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_);
   void ReconcileLocked(Shard& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
 
@@ -1320,21 +1322,29 @@ void CacheCore<K, V, H, E, P>::ReconcileLocked(Shard& s) {
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::DrainLocked() {
-  read_buffer_->Drain([&](uintptr_t v) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    if ((v & 1) != 0) {
-      policy_->RecordMiss(v);  // a hash, | 1
-      return;
-    }
-    PolicyPart* p = PolicyOf(reinterpret_cast<Entry*>(v));
-    if (InPolicy(p)) policy_->RecordAccess(&p->hook);
-  });
+void CacheCore<K, V, H, E, P>::ReplayLocked(uintptr_t v) {
+  if ((v & 1) != 0) {
+    policy_->RecordMiss(v);  // a hash, | 1
+    return;
+  }
+  PolicyPart* p = PolicyOf(reinterpret_cast<Entry*>(v));
+  if (InPolicy(p)) policy_->RecordAccess(&p->hook);
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::TryDrain() noexcept {
+void CacheCore<K, V, H, E, P>::DrainLocked() {
+  read_buffer_->Drain(
+      [&](uintptr_t v) ABSL_NO_THREAD_SAFETY_ANALYSIS { ReplayLocked(v); });
+}
+
+template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::TryDrain(size_t stripe) noexcept {
+  // Only this thread's stripe: draining the others would pull the lines
+  // their readers write. Maintain() drains them all.
   if (!policy_mu_.TryLock()) return;
-  DrainLocked();
+  read_buffer_->DrainStripe(stripe, [&](uintptr_t v) {
+    ReplayLocked(v);
+  });
   policy_mu_.Unlock();
 }
 
@@ -1529,7 +1539,7 @@ auto CacheCore<K, V, H, E, P>::Decide(Shard& s, const K& key, uint64_t h,
 template <class K, class V, class H, class E, class P>
 Timer& CacheCore<K, V, H, E, P>::TimerRef() {
   std::call_once(timer_once_, [this] {
-    timer_owner_ = std::make_unique<Timer>(*clock_);
+    timer_owner_ = std::make_unique<Timer>(TimerOptions{.clock = clock_});
     timer_ = timer_owner_.get();
   });
   return *timer_;

@@ -99,12 +99,17 @@ class ReadBuffer {
   // Empties every slot, calling f(value) for each recorded one.
   template <class F>
   void Drain(F&& f) noexcept(noexcept(f(uintptr_t{}))) {
-    for (size_t i = 0; i <= mask_; ++i) {
-      for (std::atomic<uintptr_t>& slot : stripes_[i].slots) {
-        if (slot.load(std::memory_order_relaxed) == 0) continue;
-        const uintptr_t v = slot.exchange(0, std::memory_order_acquire);
-        if (v != 0) f(v);
-      }
+    for (size_t i = 0; i <= mask_; ++i) DrainStripe(i, f);
+  }
+
+  // Empties the slots of `stripe` only: a reader whose ring filled drains
+  // its own, and leaves the lines other threads write alone.
+  template <class F>
+  void DrainStripe(size_t stripe, F&& f) noexcept(noexcept(f(uintptr_t{}))) {
+    for (std::atomic<uintptr_t>& slot : stripes_[stripe & mask_].slots) {
+      if (slot.load(std::memory_order_relaxed) == 0) continue;
+      const uintptr_t v = slot.exchange(0, std::memory_order_acquire);
+      if (v != 0) f(v);
     }
   }
 
