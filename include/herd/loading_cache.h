@@ -39,9 +39,11 @@
 //
 // Where loads run: a blocking caller (Get, GetAll) runs its load on its own
 // thread, unless hard_timeout is set or soft_timeout may end its wait (a
-// stale value exists): then on the executor, while it waits. GetAsync,
-// GetThen, Refresh and background refreshes always run on the executor.
-// Waiters are futures, callbacks or blocked threads, never extra threads.
+// stale value exists): then on the executor, while it waits. A per-call
+// loader (Get(key, loader)) and GetAll's batch always run on the calling
+// thread. GetAsync, GetThen, Refresh and background refreshes run on the
+// executor. Waiters are futures, callbacks or blocked threads (sleeping on
+// the cache's clock), never extra threads.
 //
 // The read path. Reads of a fresh entry take no lock: each shard publishes
 // its entries through an open-addressing index of atomic pointers to
@@ -49,13 +51,15 @@
 // box instead of changing it. A replaced box is reclaimed once no reader
 // can hold it, by epoch-based reclamation (herd/internal/epoch.h): a reader
 // announces itself with one atomic exchange on its own cache line. Stats
-// are striped per thread, and a bounded cache records reads for its
-// eviction policy in a striped, lossy buffer, replayed under the policy's
-// lock. Why not a per-shard sequence lock: it would serve only trivially
-// copyable values (a reader copies a value while it may be overwritten) and
-// needs a second path for the rest; boxes serve every Value the same way,
-// and a Value copy constructor may call back into the cache. See
-// docs/loading_cache.md for the measurements.
+// are striped per thread, and a bounded cache records about one read in 8
+// for its eviction policy in a striped, lossy buffer, replayed under the
+// policy's lock (losing records costs the policy a little accuracy and
+// nothing else). Why not a per-shard sequence lock: it would serve only
+// trivially copyable values (a reader copies a value while it may be
+// overwritten) and needs a second path for the rest; boxes serve every
+// Value the same way, and a Value copy constructor may call back into the
+// cache. The price is memory: a box is an allocation of its own.
+// docs/loading_cache.md has the measurements.
 //
 // Time: every expiry, refresh and timeout is measured with options.clock.
 // The default, Clock::Coarse(), reads the kernel's last tick: it lags real
@@ -192,8 +196,10 @@ struct CacheOptions {
   std::chrono::nanoseconds hard_timeout{0};
 
   // --- The loads, as herd::Share's flights (herd/share.h). A blocking
-  // caller that joins a load runs one extra execution of it with this
-  // probability (the first success answers everyone). REQUIRES: in [0, 1].
+  // caller that joins a load runs one extra execution of it, on its own
+  // thread, with this probability (the first success answers everyone);
+  // not with hard_timeout set, which such a caller could not honour.
+  // REQUIRES: in [0, 1].
   double extra_execution_rate = 0.0;
   // A caller that finds a load older than this starts a new one; the old
   // load still answers its callers, and its result is not stored. 0

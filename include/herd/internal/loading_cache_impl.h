@@ -1245,6 +1245,12 @@ void CacheCore<K, V, H, E, P>::ReclaimLocked(Shard& s, bool force,
                          s.entries.pending() +
                          s.index.retired_tables().pending();
   if (pending == 0 || (!force && pending < 64)) return;
+  // Forced (CleanUp): two advances first, so that everything retired
+  // before this call is free unless a reader is inside.
+  if (force) {
+    Epoch::TryAdvance();
+    Epoch::TryAdvance();
+  }
   const uint64_t epoch = Epoch::TryAdvance();
   s.value_boxes.Collect(epoch);
   s.error_boxes.Collect(epoch);
@@ -1342,9 +1348,10 @@ void CacheCore<K, V, H, E, P>::TryDrain(size_t stripe) noexcept {
   // Only this thread's stripe: draining the others would pull the lines
   // their readers write. Maintain() drains them all.
   if (!policy_mu_.TryLock()) return;
-  read_buffer_->DrainStripe(stripe, [&](uintptr_t v) {
-    ReplayLocked(v);
-  });
+  read_buffer_->DrainStripe(
+      stripe, [&](uintptr_t v) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        ReplayLocked(v);
+      });
   policy_mu_.Unlock();
 }
 
