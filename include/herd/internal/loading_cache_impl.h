@@ -2590,16 +2590,31 @@ uint64_t CacheCore<K, V, H, E, P>::Weight() {
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::CleanUp() {
   const int64_t now = NowNs();
-  EpochGuard g;
+  {
+    EpochGuard g;
+    for (size_t i = 0; i <= shard_mask_; ++i) {
+      Shard& s = shards_[i];
+      Aftermath after(this);
+      MutexLock lock(&s.mu);
+      if (s.wheel != nullptr) {
+        s.wheel->Advance(now,
+                         [&](WheelNode* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                           OnDueLocked(s, static_cast<Entry*>(n), now, after);
+                         });
+      }
+      ReclaimLocked(s, /*force=*/true, after);
+    }
+  }
+  // Outside this thread's own epoch section (which would hold the epoch
+  // back), free what nobody can reach any more: two advances, then every
+  // shard's lists. Not from inside a section (a listener calling CleanUp).
+  if (Epoch::Inside()) return;
+  Epoch::TryAdvance();
+  Epoch::TryAdvance();
   for (size_t i = 0; i <= shard_mask_; ++i) {
     Shard& s = shards_[i];
     Aftermath after(this);
     MutexLock lock(&s.mu);
-    if (s.wheel != nullptr) {
-      s.wheel->Advance(now, [&](WheelNode* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        OnDueLocked(s, static_cast<Entry*>(n), now, after);
-      });
-    }
     ReclaimLocked(s, /*force=*/true, after);
     if (bounded_) {
       s.maintain.store(true, std::memory_order_relaxed);
