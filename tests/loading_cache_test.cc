@@ -31,6 +31,7 @@
 #include "herd/clock.h"
 #include "herd/errors.h"
 #include "herd/internal/lru_policy.h"
+#include "tests/testing/held_load.h"
 #include "tests/testing/manual_executor.h"
 #include "tests/testing/sync.h"
 
@@ -38,6 +39,7 @@ namespace herd {
 namespace {
 
 using ::herd::test::AwaitCondition;
+using ::herd::test::HeldLoad;
 using ::herd::test::ManualExecutor;
 using std::chrono::hours;
 using std::chrono::milliseconds;
@@ -206,11 +208,9 @@ TEST(LoadingCache, RejectsBadOptions) {
 TEST(LoadingCache, ConcurrentMissesShareOneLoad) {
   constexpr int kCallers = 8;
   FakeClock clock;
-  std::atomic<int> loads{0};
-  std::latch release(1);
+  HeldLoad held;
   Cache cache(Opts(&clock), [&](int k) {
-    loads.fetch_add(1);
-    release.wait();
+    held.Enter();
     return std::to_string(k);
   });
   std::vector<std::string> got(kCallers);
@@ -219,12 +219,13 @@ TEST(LoadingCache, ConcurrentMissesShareOneLoad) {
     for (int i = 0; i < kCallers; ++i) {
       threads.emplace_back([&, i] { got[i] = cache.Get(7); });
     }
+    held.AwaitEntered();
     clock.WaitForSleepers(kCallers - 1);  // all but the loader are waiting
-    EXPECT_EQ(loads.load(), 1);
-    release.count_down();
+    EXPECT_EQ(held.entered(), 1);
+    held.Release();
   }
   for (const std::string& v : got) EXPECT_EQ(v, "7");
-  EXPECT_EQ(loads.load(), 1);
+  EXPECT_EQ(held.entered(), 1);
   EXPECT_EQ(cache.Stats().misses, static_cast<uint64_t>(kCallers));
   EXPECT_EQ(cache.Stats().load_successes, 1u);
 }
@@ -232,11 +233,9 @@ TEST(LoadingCache, ConcurrentMissesShareOneLoad) {
 TEST(LoadingCache, ConcurrentMissesShareOneException) {
   constexpr int kCallers = 6;
   FakeClock clock;
-  std::atomic<int> loads{0};
-  std::latch release(1);
+  HeldLoad held;
   Cache cache(Opts(&clock), [&](int) -> std::string {
-    loads.fetch_add(1);
-    release.wait();
+    held.Enter();
     throw LoadError(42);
   });
   std::vector<const void*> objects(kCallers);
@@ -253,10 +252,11 @@ TEST(LoadingCache, ConcurrentMissesShareOneException) {
         }
       });
     }
+    held.AwaitEntered();
     clock.WaitForSleepers(kCallers - 1);
-    release.count_down();
+    held.Release();
   }
-  EXPECT_EQ(loads.load(), 1);
+  EXPECT_EQ(held.entered(), 1);
   for (int i = 0; i < kCallers; ++i) {
     EXPECT_EQ(codes[i], 42);
     EXPECT_EQ(objects[i], objects[0]);  // the very same exception object
@@ -436,22 +436,20 @@ TEST(LoadingCache, EarlyRefreshStartsOneReloadBeforeExpiry) {
 TEST(LoadingCache, InvalidateDuringALoadDiscardsItsResult) {
   FakeClock clock;
   std::atomic<int> calls{0};
-  std::latch started(1);
-  std::latch release(1);
+  HeldLoad held;
   Cache cache(Opts(&clock), [&](int) {
     if (calls.fetch_add(1) == 0) {
-      started.count_down();
-      release.wait();
+      held.Enter();
       return std::string("old");
     }
     return std::string("new");
   });
   std::string first;
   std::jthread t([&] { first = cache.Get(1); });
-  started.wait();
+  held.AwaitEntered();
   EXPECT_TRUE(cache.Invalidate(1));
   EXPECT_EQ(cache.Get(1), "new");  // a new load, not the detached one
-  release.count_down();
+  held.Release();
   t.join();
   EXPECT_EQ(first, "old");  // the load answers its own caller
   EXPECT_EQ(cache.GetIfPresent(1), "new");
@@ -461,18 +459,16 @@ TEST(LoadingCache, InvalidateDuringALoadDiscardsItsResult) {
 // loading_cache.h: "a Put during a load wins".
 TEST(LoadingCache, PutDuringALoadWins) {
   FakeClock clock;
-  std::latch started(1);
-  std::latch release(1);
+  HeldLoad held;
   Cache cache(Opts(&clock), [&](int) {
-    started.count_down();
-    release.wait();
+    held.Enter();
     return std::string("loaded");
   });
   std::string got;
   std::jthread t([&] { got = cache.Get(1); });
-  started.wait();
+  held.AwaitEntered();
   cache.Put(1, "put");
-  release.count_down();
+  held.Release();
   t.join();
   EXPECT_EQ(got, "loaded");
   EXPECT_EQ(cache.Get(1), "put");

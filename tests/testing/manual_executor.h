@@ -2,9 +2,10 @@
 //
 // tests/testing/manual_executor.h: executors a test drives.
 //
-//   ManualExecutor     queues tasks; the test runs them (RunOne/RunAll),
-//                      drops them, or makes the next Schedule throw
-//   InlineExecutor     runs each task at once, on the scheduling thread
+//   ManualExecutor     queues tasks, from any thread; the test runs them
+//                      (RunOne/RunAll), drops them, or makes the next
+//                      Schedule throw. (tests/testing/scripted_executors.h's
+//                      QueueExecutor is its single-threaded cousin.)
 
 #ifndef HERD_TESTS_TESTING_MANUAL_EXECUTOR_H_
 #define HERD_TESTS_TESTING_MANUAL_EXECUTOR_H_
@@ -90,13 +91,7 @@ class ManualExecutor {
   std::exception_ptr refuse_;
 };
 
-class InlineExecutor {
- public:
-  void Schedule(Task task) { std::move(task)(); }
-};
-
 static_assert(Executor<ManualExecutor>);
-static_assert(Executor<InlineExecutor>);
 
 }  // namespace herd::test
 
