@@ -17,9 +17,21 @@
 // replacement would skew the instruction counts of the cases that
 // allocate).
 //
-// The cases mirror the single-threaded cases of share_benchmark.cc. Usage:
+// The cases mirror the single-threaded cases of share_benchmark.cc and
+// loading_cache_benchmark.cc. Usage:
 //   callgrind_driver --list
 //   callgrind_driver <case> <calls>
+//
+// LoadingCache's hit cases read 1024 int64 keys, fresh, round robin:
+//   LoadingCache_Hit_Int64         unbounded, the default clock (coarse)
+//   LoadingCache_BoundedHit_Int64  max_entries 4096 (records each read for
+//                                  the eviction policy)
+//   LoadingCache_HitSteadyClock_Int64  unbounded, Clock::Steady()
+//   Baseline_Hit_Int64             the cache people write first: a
+//                                  std::mutex around an absl::flat_hash_map
+//                                  of {value, expiry}, checked against
+//                                  std::chrono::steady_clock::now()
+//   Floor_SteadyClockNow, Floor_CoarseClockNow  one clock read
 
 #include <cstdint>
 #include <cstdio>
@@ -33,8 +45,13 @@
 #include <thread>
 #include <vector>
 
+#include <chrono>
+
 #include "absl/container/flat_hash_map.h"
+#include "benchmarks/baselines/mutex_map_cache.h"
 #include "benchmarks/baselines/textbook_singleflight.h"
+#include "herd/clock.h"
+#include "herd/loading_cache.h"
 #include "herd/share.h"
 
 #if defined(HERD_CALLGRIND_COUNT_ALLOCATIONS)
@@ -50,6 +67,20 @@ struct Case {
 };
 
 volatile int64_t sink;
+
+constexpr int64_t kHitKeys = 1024;
+
+using Int64Cache = herd::LoadingCache<int64_t, int64_t>;
+
+Int64Cache& HitCache(uint64_t max_entries, const herd::Clock* clock) {
+  // Never destroyed: the measured loop must not see a destructor.
+  auto* cache = new Int64Cache({.ttl = std::chrono::hours(1),
+                                .max_entries = max_entries,
+                                .clock = clock},
+                               [](int64_t k) { return k; });
+  for (int64_t k = 0; k < kHitKeys; ++k) cache->Get(k);
+  return *cache;
+}
 
 std::vector<std::string> StringKeys(int64_t n) {
   std::vector<std::string> keys;
@@ -83,7 +114,14 @@ int main(int argc, char** argv) {
   static std::mutex mu;
   static absl::flat_hash_map<int64_t, int64_t> map;
   static std::vector<std::string> keys;
+  static Int64Cache* hit_cache = nullptr;
+  static herd_bench::MutexMapCache<int64_t, int64_t>* baseline = nullptr;
   const int64_t n = argc > 2 ? std::atoll(argv[2]) : 100000;
+  auto hits = [](int64_t first, int64_t calls) {
+    for (int64_t i = first; i < first + calls; ++i) {
+      sink = hit_cache->Get(i & (kHitKeys - 1));
+    }
+  };
 
   const auto string_keys = [n] { keys = StringKeys(2 * n + 2); };
   std::map<std::string, Case> cases = {
@@ -141,6 +179,40 @@ int main(int argc, char** argv) {
           for (int64_t i = 0; i < calls; ++i) {
             mu.lock();
             mu.unlock();
+          }
+        }}},
+      {"LoadingCache_Hit_Int64",
+       {[] { hit_cache = &HitCache(0, nullptr); }, hits}},
+      {"LoadingCache_BoundedHit_Int64",
+       {[] { hit_cache = &HitCache(4 * kHitKeys, nullptr); }, hits}},
+      {"LoadingCache_HitSteadyClock_Int64",
+       {[] { hit_cache = &HitCache(0, &herd::Clock::Steady()); }, hits}},
+      {"Baseline_Hit_Int64",
+       {[] {
+          baseline = new herd_bench::MutexMapCache<int64_t, int64_t>(
+              std::chrono::hours(1));
+          for (int64_t k = 0; k < kHitKeys; ++k) {
+            baseline->Get(k, [k] { return k; });
+          }
+        },
+        [](int64_t first, int64_t calls) {
+          for (int64_t i = first; i < first + calls; ++i) {
+            const int64_t k = i & (kHitKeys - 1);
+            sink = baseline->Get(k, [k] { return k; });
+          }
+        }}},
+      {"Floor_SteadyClockNow",
+       {[] {},
+        [](int64_t, int64_t calls) {
+          for (int64_t i = 0; i < calls; ++i) {
+            sink = std::chrono::steady_clock::now().time_since_epoch().count();
+          }
+        }}},
+      {"Floor_CoarseClockNow",
+       {[] {},
+        [](int64_t, int64_t calls) {
+          for (int64_t i = 0; i < calls; ++i) {
+            sink = herd::CoarseClock::Read().time_since_epoch().count();
           }
         }}},
       {"Floor_FlatHashMapInsertErase_Int64",

@@ -1,9 +1,11 @@
 // Copyright 2026 The herd Authors.
 //
 // herd::LoadingCache against the cache people write first: a std::mutex
-// around an absl::flat_hash_map of (value, expiry), no coalescing. Same
-// keys, values, clock and loaders on both sides, in one binary.
+// around an absl::flat_hash_map of (value, expiry), no coalescing
+// (benchmarks/baselines/mutex_map_cache.h for the int64 cases). Same keys,
+// values and loaders on both sides, in one binary.
 //
+// String values (32 characters: a copy allocates), the clock injected:
 //   BM_*_Hit               a read of a fresh entry, 1024 keys spread over
 //                          the threads (1 and 2 threads)
 //   BM_*_HotKeyHit         every thread reads the same fresh key
@@ -13,15 +15,33 @@
 //                          the loader is a backend call (100 us, one at a
 //                          time). Reports loads per stampede.
 //
+// int64 -> int64, each side with its default clock (herd: Clock::Coarse();
+// the baseline: steady_clock::now()), the read scaling of issue 14:
+//   BM_LoadingCache_HitInt64         unbounded
+//   BM_LoadingCache_BoundedHitInt64  max_entries 4x the keys read
+//   BM_Baseline_HitInt64
+//     each on 1 and 2 threads, on distinct keys (each thread its own 512)
+//     and on one hot key (/hot).
+//   BM_Floor_SpinInt64      each thread spins on its own line for about a
+//                           hit's time: how far 2 threads can scale here
+//   BM_*_BytesPerEntry      heap bytes per entry of 100k int64 entries
+//                           (malloc_usable_size of every allocation live),
+//                           and that minus the 16 bytes of key and value.
+//
 //   bazel run -c opt //benchmarks:loading_cache_benchmark
+//   build/cmake/benchmarks/loading_cache_benchmark --benchmark_filter=Int64
+
+#include <malloc.h>
 
 #include <atomic>
 #include <barrier>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <utility>
@@ -29,8 +49,68 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "benchmark/benchmark.h"
+#include "benchmarks/baselines/mutex_map_cache.h"
 #include "herd/clock.h"
 #include "herd/loading_cache.h"
+
+// Heap bytes live, for BM_*_BytesPerEntry: operator new and delete count
+// malloc_usable_size() of each block. Not under a sanitizer, which replaces
+// them itself.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define HERD_BENCH_COUNT_BYTES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HERD_BENCH_COUNT_BYTES 0
+#endif
+#endif
+#ifndef HERD_BENCH_COUNT_BYTES
+#define HERD_BENCH_COUNT_BYTES 1
+#endif
+
+namespace {
+std::atomic<int64_t> g_live_bytes{0};
+}  // namespace
+
+#if HERD_BENCH_COUNT_BYTES
+void* operator new(std::size_t n) {
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  g_live_bytes.fetch_add(static_cast<int64_t>(malloc_usable_size(p)),
+                         std::memory_order_relaxed);
+  return p;
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  const std::size_t align = static_cast<std::size_t>(a);
+  void* p = std::aligned_alloc(align, (n + align - 1) / align * align);
+  if (p == nullptr) throw std::bad_alloc();
+  g_live_bytes.fetch_add(static_cast<int64_t>(malloc_usable_size(p)),
+                         std::memory_order_relaxed);
+  return p;
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return operator new(n, a);
+}
+void operator delete(void* p) noexcept {
+  if (p == nullptr) return;
+  g_live_bytes.fetch_sub(static_cast<int64_t>(malloc_usable_size(p)),
+                         std::memory_order_relaxed);
+  std::free(p);
+}
+void operator delete[](void* p) noexcept { operator delete(p); }
+void operator delete(void* p, std::size_t) noexcept { operator delete(p); }
+void operator delete[](void* p, std::size_t) noexcept { operator delete(p); }
+void operator delete(void* p, std::align_val_t) noexcept { operator delete(p); }
+void operator delete[](void* p, std::align_val_t) noexcept {
+  operator delete(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  operator delete(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  operator delete(p);
+}
+#endif  // HERD_BENCH_COUNT_BYTES
 
 namespace herd {
 namespace {
@@ -49,7 +129,8 @@ std::string ValueFor(int key) {
   return v;
 }
 
-// The baseline: what a service gets without herd.
+// The baseline with string values and an injected clock (the string cases
+// predate the int64 ones; they keep their form).
 class MutexMapCache {
  public:
   MutexMapCache(const Clock& clock, Clock::duration ttl)
@@ -89,8 +170,8 @@ class MutexMapCache {
 
 using Cache = LoadingCache<int, std::string>;
 
-CacheOptions HerdOptions(const Clock* clock) {
-  CacheOptions o;
+CacheOptions<int, std::string> HerdOptions(const Clock* clock) {
+  CacheOptions<int, std::string> o;
   o.ttl = hours(1);
   o.clock = clock;
   return o;
@@ -243,7 +324,7 @@ void Stampede(benchmark::State& state, C& cache, FakeClock& clock,
 void BM_LoadingCache_Stampede(benchmark::State& state) {
   FakeClock clock;
   Backend backend;
-  CacheOptions o = HerdOptions(&clock);
+  CacheOptions<int, std::string> o = HerdOptions(&clock);
   o.ttl = seconds(60);
   Cache cache(o);
   Stampede(state, cache, clock, backend);
@@ -256,6 +337,143 @@ void BM_Baseline_Stampede(benchmark::State& state) {
 }
 BENCHMARK(BM_LoadingCache_Stampede)->UseRealTime();
 BENCHMARK(BM_Baseline_Stampede)->UseRealTime();
+
+// --- int64 -> int64: read scaling and memory --------------------------------
+
+using Int64Cache = LoadingCache<int64_t, int64_t>;
+using Int64Baseline = herd_bench::MutexMapCache<int64_t, int64_t>;
+
+Int64Cache& Int64HerdCache(bool bounded) {
+  static Int64Cache* caches[2] = {};
+  Int64Cache*& cache = caches[bounded ? 1 : 0];
+  if (cache == nullptr) {
+    cache = new Int64Cache(
+        {.ttl = hours(1), .max_entries = bounded ? 4u * kKeys : 0u},
+        [](int64_t k) { return k; });
+    for (int64_t k = 0; k < kKeys; ++k) cache->Get(k);
+  }
+  return *cache;
+}
+
+Int64Baseline& Int64BaselineCache() {
+  static Int64Baseline* cache = [] {
+    auto* c = new Int64Baseline(hours(1));
+    for (int64_t k = 0; k < kKeys; ++k) c->Get(k, [k] { return k; });
+    return c;
+  }();
+  return *cache;
+}
+
+// Reads fresh keys: each thread its own half of the keys (range(0) == 0),
+// or all the same key (range(0) == 1). Reports hits_per_s: each thread's
+// hits over its own wall time, summed over the threads (Google Benchmark
+// sums counters across threads), i.e. the throughput of all of them.
+template <class Read>
+void Int64Hits(benchmark::State& state, Read read) {
+  const bool hot = state.range(0) == 1;
+  int64_t k = hot ? 7 : state.thread_index() * (kKeys / 2);
+  const int64_t base = k;
+  int64_t i = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(read(k));
+    if (!hot) k = base + (++i & (kKeys / 2 - 1));
+  }
+  const std::chrono::duration<double> took =
+      std::chrono::steady_clock::now() - start;
+  state.counters["hits_per_s"] =
+      static_cast<double>(state.iterations()) / took.count();
+}
+
+void BM_LoadingCache_HitInt64(benchmark::State& state) {
+  Int64Cache& cache = Int64HerdCache(false);
+  Int64Hits(state, [&](int64_t k) { return cache.Get(k); });
+}
+void BM_LoadingCache_BoundedHitInt64(benchmark::State& state) {
+  Int64Cache& cache = Int64HerdCache(true);
+  Int64Hits(state, [&](int64_t k) { return cache.Get(k); });
+}
+void BM_Baseline_HitInt64(benchmark::State& state) {
+  Int64Baseline& cache = Int64BaselineCache();
+  Int64Hits(state, [&](int64_t k) { return cache.Get(k, [k] { return k; }); });
+}
+// Arg 0: distinct keys; Arg 1: one hot key.
+BENCHMARK(BM_LoadingCache_HitInt64)
+    ->ArgName("hot")->Arg(0)->Arg(1)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_LoadingCache_BoundedHitInt64)
+    ->ArgName("hot")->Arg(0)->Arg(1)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_Baseline_HitInt64)
+    ->ArgName("hot")->Arg(0)->Arg(1)->Threads(1)->Threads(2)->UseRealTime();
+
+// The floor of read scaling on this machine: each thread spins on its own
+// cache line for about as long as a hit takes, sharing nothing. Hits can
+// scale from 1 to 2 threads at most as well as this does.
+void BM_Floor_SpinInt64(benchmark::State& state) {
+  uint64_t x = static_cast<uint64_t>(state.thread_index()) + 1;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    for (int i = 0; i < 8; ++i) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      benchmark::DoNotOptimize(x);
+    }
+  }
+  const std::chrono::duration<double> took =
+      std::chrono::steady_clock::now() - start;
+  state.counters["hits_per_s"] =
+      static_cast<double>(state.iterations()) / took.count();
+}
+BENCHMARK(BM_Floor_SpinInt64)->Threads(1)->Threads(2)->UseRealTime();
+
+constexpr int64_t kMemoryEntries = 100000;
+
+template <class Fill>
+void BytesPerEntry(benchmark::State& state, Fill fill) {
+  if (!HERD_BENCH_COUNT_BYTES) {
+    state.SkipWithError("operator new is the sanitizer's here");
+    return;
+  }
+  double bytes = 0;
+  for (auto _ : state) {
+    const int64_t before = g_live_bytes.load();
+    bytes = static_cast<double>(fill() - before) / kMemoryEntries;
+  }
+  state.counters["bytes_per_entry"] = bytes;
+  state.counters["overhead_per_entry"] = bytes - 16;  // key and value
+}
+
+void BM_LoadingCache_BytesPerEntry(benchmark::State& state) {
+  BytesPerEntry(state, [] {
+    auto cache = std::make_unique<Int64Cache>(
+        CacheOptions<int64_t, int64_t>{.ttl = hours(1)},
+        [](int64_t k) { return k; });
+    for (int64_t k = 0; k < kMemoryEntries; ++k) cache->Get(k);
+    cache->CleanUp();  // frees what epoch reclamation still held
+    return g_live_bytes.load();
+  });
+}
+void BM_LoadingCache_BoundedBytesPerEntry(benchmark::State& state) {
+  BytesPerEntry(state, [] {
+    auto cache = std::make_unique<Int64Cache>(
+        CacheOptions<int64_t, int64_t>{.ttl = hours(1),
+                                       .max_entries = 2 * kMemoryEntries},
+        [](int64_t k) { return k; });
+    for (int64_t k = 0; k < kMemoryEntries; ++k) cache->Get(k);
+    cache->CleanUp();
+    return g_live_bytes.load();
+  });
+}
+void BM_Baseline_BytesPerEntry(benchmark::State& state) {
+  BytesPerEntry(state, [] {
+    auto cache = std::make_unique<Int64Baseline>(hours(1));
+    for (int64_t k = 0; k < kMemoryEntries; ++k) {
+      cache->Get(k, [k] { return k; });
+    }
+    return g_live_bytes.load();
+  });
+}
+BENCHMARK(BM_LoadingCache_BytesPerEntry)->Iterations(1);
+BENCHMARK(BM_LoadingCache_BoundedBytesPerEntry)->Iterations(1);
+BENCHMARK(BM_Baseline_BytesPerEntry)->Iterations(1);
 
 }  // namespace
 }  // namespace herd

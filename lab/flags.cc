@@ -70,11 +70,15 @@ ABSL_FLAG(std::vector<std::string>, strategies, {},
 ABSL_FLAG(double, extra_rate, kDefault.extra_rate,
           "share-sampled: extra_execution_rate");
 ABSL_FLAG(double, wait_ms, kDefault.wait.count(),
-          "share-guarded: DoFor wait, then Forget(kRerunOnNextCall) (0: 10 queries)");
+          "share-guarded: DoFor wait, then Forget(kRerunOnNextCall); "
+          "cache-refresh, early: soft_timeout and fail_safe_backoff "
+          "(0: 10 queries)");
 ABSL_FLAG(double, max_flight_age_ms, kDefault.max_flight_age.count(),
-          "share-guarded: max_flight_age (0: 20 queries)");
+          "share-guarded, cache-refresh, early: max_flight_age "
+          "(0: 20 queries)");
 ABSL_FLAG(double, deadline_ms, kDefault.deadline.count(),
-          "share-guarded: WithDeadline on the query (0: 40 queries)");
+          "share-guarded: WithDeadline on the query; cache-refresh, early: "
+          "hard_timeout (0: 40 queries)");
 ABSL_FLAG(double, refresh_after, kDefault.refresh_after,
           "cache-refresh: refresh_after as a fraction of the TTL");
 ABSL_FLAG(double, beta, kDefault.beta, "early: XFetch early_refresh_beta");

@@ -270,27 +270,40 @@ class WarmingClock final : public Clock {
   static inline thread_local Clock::duration age{};
 };
 
-// cache-refresh and early: herd::LoadingCache. Its expiries are counted from
-// outside: a request that finds the key absent (GetIfPresent) and then gets
-// a value from query q counts the lapse that q ended, once.
+// cache-refresh and early: herd::LoadingCache, its loader bound at
+// construction, with the fail-safe options derived from the calibrated
+// query time as share-guarded's defences are (Calibration):
+//  * stale_if_error: when a reload fails or hangs, readers get the last
+//    value instead (for up to an hour past its expiry);
+//  * soft_timeout = `wait`: a reader that has such a stale value waits at
+//    most that long for the reload, then takes the stale value;
+//  * hard_timeout = `deadline`: no reader waits longer; the hung query's
+//    stop_token is stopped, and the next reader starts a new load;
+//  * fail_safe_backoff = `wait`: after a failure, readers get the stale
+//    value at once, and no query starts, for that long;
+//  * max_flight_age: a reader that finds an older load starts afresh.
+// Its expiries are counted from outside: a request that finds the key
+// absent (GetIfPresent) and then gets a value from query q counts the lapse
+// that q ended, once.
 class CacheServer : public Server {
  public:
-  CacheServer(Database& db, CacheOptions options, int keys)
+  CacheServer(Database& db, CacheOptions<int, Row> options, int keys)
       : pool_(std::make_unique<ThreadPool>(4)),
         counted_(static_cast<size_t>(keys)) {
     options.clock = &clock_;
-    options.executor = [pool = pool_.get()](CacheOptions::Task task) {
-      pool->Schedule(std::move(task));
-    };
-    cache_ = std::make_unique<LoadingCache<int, Row>>(std::move(options));
-    db_ = &db;
+    options.executor = *pool_;
+    Database* database = &db;
+    cache_ = std::make_unique<LoadingCache<int, Row>>(
+        std::move(options), [database](int key, std::stop_token stop) {
+          return database->Query(key, std::move(stop));
+        });
   }
 
   ~CacheServer() override { CacheServer::Drain(); }
 
   Row Serve(int key) override {
     const bool missing = !cache_->GetIfPresent(key).has_value();
-    Row row = cache_->Get(key, Loader{db_, key});
+    Row row = cache_->Get(key);
     if (missing) {
       std::atomic<uint64_t>& last = counted_[static_cast<size_t>(key)];
       uint64_t seen = last.load(std::memory_order_relaxed);
@@ -329,17 +342,9 @@ class CacheServer : public Server {
   }
 
  private:
-  // Copied into background refreshes: owns what it uses.
-  struct Loader {
-    Database* db;
-    int key;
-    Row operator()() const { return db->Query(key); }
-  };
-
   const WarmingClock clock_;          // outlives cache_
   std::unique_ptr<ThreadPool> pool_;  // outlives cache_
   std::unique_ptr<LoadingCache<int, Row>> cache_;
-  Database* db_ = nullptr;
   std::vector<std::atomic<uint64_t>> counted_;  // last query_id counted
   std::atomic<uint64_t> expiries_{0};
   uint64_t refreshes_ = 0;
@@ -369,8 +374,15 @@ std::unique_ptr<Server> MakeServer(Strategy s, const Config& c,
       return std::make_unique<GuardedServer>(db, c.ttl, cal);
     case Strategy::kCacheRefresh:
     case Strategy::kEarly: {
-      CacheOptions o;
-      o.ttl = std::chrono::duration_cast<std::chrono::nanoseconds>(c.ttl);
+      using std::chrono::duration_cast;
+      using std::chrono::nanoseconds;
+      CacheOptions<int, Row> o;
+      o.ttl = duration_cast<nanoseconds>(c.ttl);
+      o.stale_if_error = std::chrono::hours(1);
+      o.soft_timeout = duration_cast<nanoseconds>(cal.wait);
+      o.hard_timeout = duration_cast<nanoseconds>(cal.deadline);
+      o.fail_safe_backoff = duration_cast<nanoseconds>(cal.wait);
+      o.max_flight_age = duration_cast<nanoseconds>(cal.max_flight_age);
       if (s == Strategy::kCacheRefresh) {
         o.refresh_after = std::chrono::duration_cast<std::chrono::nanoseconds>(
             c.ttl * c.refresh_after);

@@ -68,8 +68,9 @@ enum class Strategy {
   kShareGuarded,  // ...with DoFor + Forget(kRerunOnNextCall),
                   // max_flight_age and WithDeadline: the defences
                   // against a stalled query
-  kCacheRefresh,  // herd::LoadingCache with refresh_after
-  kEarly,         // herd::LoadingCache with XFetch (early_refresh_beta)
+  kCacheRefresh,  // herd::LoadingCache with refresh_after, fail-safe
+  kEarly,         // herd::LoadingCache with XFetch (early_refresh_beta),
+                  // fail-safe (stale_if_error, soft/hard timeouts)
   // Across processes that share Redis (each with a copy per process):
   kFleet,      // herd::Share + herd::redis::Tier: leases, one load per expiry
   kLocal,      // herd::Share around GET, query, SET: no leases
@@ -109,9 +110,11 @@ struct Config {
 
   // Strategy knobs. Zero means "derived from the calibrated query time".
   double extra_rate = 0.05;    // share-sampled
-  Millis wait{0};              // share-guarded: DoFor timeout (10 queries)
-  Millis max_flight_age{0};    // share-guarded (20 queries)
-  Millis deadline{0};          // share-guarded: WithDeadline (40 queries)
+  Millis wait{0};              // share-guarded: DoFor timeout; cache-refresh,
+                               // early: soft_timeout (10 queries)
+  Millis max_flight_age{0};    // all three (20 queries)
+  Millis deadline{0};          // share-guarded: WithDeadline; cache-refresh,
+                               // early: hard_timeout (40 queries)
   double refresh_after = 0.5;  // cache-refresh: fraction of ttl
   double beta = 1.0;           // early: XFetch beta
 
@@ -170,7 +173,8 @@ struct Calibration {
   Millis build_time{0};
   int64_t scan_rows = 0;                           // rows one query scans
   Millis query_time{0};                            // measured, idle
-  Millis wait{0}, max_flight_age{0}, deadline{0};  // share-guarded, resolved
+  // share-guarded's, resolved; cache-refresh and early use them too.
+  Millis wait{0}, max_flight_age{0}, deadline{0};
 };
 
 struct Report {

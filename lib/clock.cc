@@ -12,6 +12,31 @@ const Clock& Clock::Steady() {
   return *clock;
 }
 
+const Clock& Clock::Coarse() {
+  static const CoarseClock* const clock = new CoarseClock();
+  return *clock;
+}
+
+Clock::duration CoarseClock::Resolution() noexcept {
+  timespec ts;
+  if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0) {
+    return std::chrono::milliseconds(10);
+  }
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+bool CoarseClock::SleepUntil(time_point deadline, std::stop_token stop) const {
+  // Steady time runs ahead of this clock by less than a tick: sleep on it,
+  // then by ticks until this clock has caught up too.
+  time_point wake = deadline;
+  for (;;) {
+    if (!Clock::Steady().SleepUntil(wake, stop)) return false;
+    const time_point now = Read();
+    if (now >= deadline) return true;
+    wake = Clock::Steady().Now() + (deadline - now);
+  }
+}
+
 bool SteadyClock::SleepUntil(time_point deadline, std::stop_token stop) const {
   if (!stop.stop_possible()) {
     std::this_thread::sleep_until(deadline);
