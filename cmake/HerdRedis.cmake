@@ -24,7 +24,8 @@ target_include_directories(herd_redis
 target_compile_features(herd_redis PUBLIC cxx_std_20)
 target_link_libraries(herd_redis
   PUBLIC
-    herd::core herd::guards herd::thread_pool absl::core_headers
+    herd::core herd::guards herd::loading_cache herd::thread_pool
+    absl::core_headers
     absl::flat_hash_map absl::function_ref absl::strings
   PRIVATE PkgConfig::hiredis)
 list(APPEND HERD_INSTALLED herd_redis)
