@@ -476,6 +476,23 @@ TEST(RateConformance, AcquireForAtTheEndsOfTime) {
   EXPECT_TRUE(f.bucket.AcquireFor(0, nanoseconds(0)));
 }
 
+// Go's reserveN(t, n, maxFutureReserve) judges "tokens there now" and the
+// deadline at one instant t; on a clock that moves between two readings the
+// same must hold. token_bucket.h: "AcquireFor(n, 0) succeeds iff the tokens
+// are there now" (here on the steady clock, whose time moves on between
+// AcquireFor's reading of it and the bucket's); AcquireUntil with a deadline
+// already past takes only tokens that are there now.
+TEST(RateConformance, ZeroTimeoutTakesTokensThatAreThereOnAMovingClock) {
+  TokenBucket full({.rate = 1, .capacity = 2});
+  EXPECT_TRUE(full.AcquireFor(1, nanoseconds(0)));
+  EXPECT_TRUE(full.AcquireFor(1, nanoseconds(10)));
+  EXPECT_FALSE(full.AcquireFor(1, nanoseconds(0)));  // the next is 1 s away
+  TokenBucket past({.rate = 1, .capacity = 2});
+  EXPECT_TRUE(past.AcquireUntil(1, Clock::Steady().Now() - hours(1)));
+  EXPECT_TRUE(past.AcquireUntil(1, Clock::time_point::min()));
+  EXPECT_FALSE(past.AcquireUntil(1, Clock::time_point::min()));
+}
+
 // Polly: "Given_bucket_capacity_one_and_time_not_advanced_ratelimiter_
 // specifies_correct_wait_until_next_execution" (for 1, 2 and 5 s per token):
 // the wait is exactly one token's cost.
