@@ -788,6 +788,21 @@ TEST(RetryConformance, InvalidOptionsAreRejected) {
   EXPECT_THROW(WithRetry(Retry(), empty), std::invalid_argument);
 }
 
+// RetrySpecs Should_throw_when_..._predicate_is_not_satisfied, with a
+// predicate that throws. retry.h, retry_if: "A predicate that throws ends the
+// retries: its exception leaves the call in place of the attempt's."
+TEST(RetryConformance, ThrowingPredicateEndsTheRetriesWithItsException) {
+  FakeClock clock;
+  std::atomic<int> calls{0};
+  RetryOptions o = Fixed(clock, 3, milliseconds(1));
+  o.retry_if = [](const std::exception_ptr&) -> bool {
+    throw std::logic_error("predicate");
+  };
+  auto r = WithRetry(Retry(o), Flaky{5, &calls});
+  EXPECT_THROW(r(std::stop_token()), std::logic_error);
+  EXPECT_EQ(calls.load(), 1);
+}
+
 // ===================== Deadline (Polly timeout, resilience4j TimeLimiter) ====
 
 // Polly Execute_Timeout and resilience4j's TimeLimiter "cancel running
