@@ -648,6 +648,91 @@ TEST(SingleflightConformance, DoAsyncRunThenThrowLetsTheRunDecide) {
   EXPECT_EQ(share.Stats().executions, 1u);
 }
 
+// share.h, DoAsync: "throws from Schedule without having run it: the flight
+// ends with that exception and DoAsync rethrows it; a task kept before
+// throwing does nothing when it later runs or is destroyed".
+TEST(SingleflightConformance, DoAsyncTaskKeptBeforeAThrowDoesNothingLater) {
+  struct KeepThenThrow {
+    void Schedule(Task task) {
+      kept.Schedule(std::move(task));
+      throw Payload(11);
+    }
+    ManualExecutor kept;
+  } executor;
+  Share<int, int> share;
+  bool ran = false;
+  EXPECT_THROW(share.DoAsync(
+                   1,
+                   [&] {
+                     ran = true;
+                     return 1;
+                   },
+                   executor),
+               Payload);
+  EXPECT_EQ(share.InFlight(), 0u);
+  EXPECT_EQ(share.Do(1, [] { return 2; }), 2);  // a new flight
+  executor.kept.RunOne();
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(share.InFlight(), 0u);
+  EXPECT_EQ(share.Do(1, [] { return 3; }), 3);
+}
+
+// share.h, DoAsync: "In every case the flight ends exactly once, and its
+// loader copy is destroyed before its callers are woken."
+TEST(SingleflightConformance, DoAsyncLoaderIsDestroyedBeforeCallersWake) {
+  struct Counted {
+    explicit Counted(std::atomic<int>* live) : live(live) { ++*live; }
+    Counted(const Counted& o) : live(o.live) { ++*live; }
+    ~Counted() { --*live; }
+    std::atomic<int>* live;
+  };
+  ThreadPool pool(2);
+  Share<int, int> share;
+  for (int round = 0; round < 50; ++round) {
+    std::atomic<int> live{0};
+    std::shared_future<int> f;
+    {
+      Counted counted(&live);
+      f = share.DoAsync(
+          round, [counted] { return 1; }, pool);
+    }
+    EXPECT_EQ(f.get(), 1);
+    EXPECT_EQ(live.load(), 0) << "round " << round;
+  }
+}
+
+// share.h, Cancel(): "every caller waiting on it throws herd::Cancelled at
+// once ... and the key is free for a new flight at once", for a DoAsync
+// flight whose task has not run yet; when it runs later, its token is
+// stopped and nothing it returns reaches anyone.
+TEST(SingleflightConformance, CancelADoAsyncFlightBeforeItsTaskRuns) {
+  Share<int, int> share;
+  ManualExecutor executor;
+  bool ran = false, saw_stop = false;
+  std::shared_future<int> f = share.DoAsync(
+      1,
+      [&](std::stop_token stop) {
+        ran = true;
+        saw_stop = stop.stop_requested();
+        return 1;
+      },
+      executor);
+  EXPECT_TRUE(share.Cancel(1));
+  EXPECT_THROW(f.get(), Cancelled);
+  EXPECT_EQ(share.InFlight(), 0u);
+  std::shared_future<int> g = share.DoAsync(
+      1, [] { return 2; }, executor);  // a new flight
+  EXPECT_EQ(executor.kept(), 2u);
+  executor.RunOne();  // the cancelled flight's task
+  // Whether it runs its loader or not, a loader that runs sees the stop.
+  if (ran) {
+    EXPECT_TRUE(saw_stop);
+  }
+  executor.RunOne();
+  EXPECT_EQ(g.get(), 2);
+  EXPECT_EQ(share.InFlight(), 0u);
+}
+
 // share.h, ~Share: "Waits until every task DoAsync() handed to an executor
 // has run or been destroyed, and with it the loader and the copy of the key
 // it held."
