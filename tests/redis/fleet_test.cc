@@ -94,6 +94,27 @@ TEST(FleetCodec, TriviallyCopyableRoundTripsAndRejectsWrongSize) {
   EXPECT_FALSE(Codec<Point>::Decode("").has_value());
 }
 
+// codec.h: the built-in codec "is sound for ... arrays and structs of
+// them", padding included: Encode copies the object representation through
+// unsigned char, the one type std::bit_cast may fill from padding bytes
+// (their values are unspecified; the members round-trip).
+TEST(FleetCodec, StructWithPaddingRoundTrips) {
+  struct Padded {
+    char tag;  // then 7 bytes of padding
+    int64_t value;
+    uint16_t small;  // then 6 more
+  };
+  static_assert(sizeof(Padded) == 24);
+  std::string out;
+  Codec<Padded>::Encode(Padded{'k', -123456789, 65535}, out);
+  ASSERT_EQ(out.size(), sizeof(Padded));
+  const std::optional<Padded> back = Codec<Padded>::Decode(out);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->tag, 'k');
+  EXPECT_EQ(back->value, -123456789);
+  EXPECT_EQ(back->small, 65535);
+}
+
 TEST(FleetCodec, BoolAcceptsOnlyZeroAndOne) {
   EXPECT_EQ(Codec<bool>::Decode(std::string(1, '\0')), false);
   EXPECT_EQ(Codec<bool>::Decode(std::string(1, '\1')), true);
