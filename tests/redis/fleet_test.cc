@@ -213,6 +213,24 @@ TEST(FleetOptionsTest, TierChecksItsOptionsAndLoader) {
                std::invalid_argument);
 }
 
+// tier.h, TierOptions::name: "REQUIRES: contains no ':'". Without it, two
+// tiers' Redis keys could be one key: tier "a" with key "b:v:c" and tier
+// "a:v:b" with key "c" both map to <prefix>a:v:b:v:c (and tier "a"'s
+// listener would be handed tier "a:v:b"'s invalidations).
+TEST(FleetOptionsTest, TierNamesCannotMakeTwoTiersShareARedisKey) {
+  Fleet fleet(OptionsFor(6379));
+  auto loader = [](const std::string& k) { return k; };
+  EXPECT_THROW(StringTier(fleet, {.name = "a:v:b"}, loader),
+               std::invalid_argument);
+  EXPECT_THROW(StringTier(fleet, {.name = "a:"}, loader),
+               std::invalid_argument);
+  StringTier a(fleet, {.name = "a"}, loader);
+  StringTier ab(fleet, {.name = "a_v_b"}, loader);
+  EXPECT_NE(a.RedisKeys("b:v:c").value_key, ab.RedisKeys("c").value_key);
+  EXPECT_EQ(a.RedisKeys("b:v:c").value_key,
+            fleet.options().prefix + "a:v:b:v:c");
+}
+
 // --- With a server -----------------------------------------------------------------
 
 class FleetTest : public ::testing::Test {

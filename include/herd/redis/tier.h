@@ -61,7 +61,9 @@ namespace herd::redis {
 template <class Key, class Value>
 struct TierOptions {
   // Name space of the keys under the Fleet's prefix: tiers with different
-  // key or value types need different names.
+  // key or value types need different names. REQUIRES: contains no ':'
+  // (which ends the name inside a Redis key), so that different names never
+  // share a Redis key.
   std::string name = "default";
   // How long Redis keeps a value after each write; 0 keeps it until it is
   // invalidated or overwritten. REQUIRES: >= 0.

@@ -20,6 +20,9 @@ const Options& CheckedTierOptions(const Options& o) {
   auto fail = [](const char* what) {
     throw std::invalid_argument(std::string("herd::redis::Tier: ") + what);
   };
+  // Redis keys are <prefix><name>:v:<key>: a ':' in a name would let two
+  // tiers' keys meet (name "a", key "b:v:c" and name "a:v:b", key "c").
+  if (o.name.find(':') != std::string::npos) fail("name contains ':'");
   if (o.ttl < std::chrono::nanoseconds::zero()) fail("ttl < 0");
   if (o.refresh_after < std::chrono::nanoseconds::zero()) {
     fail("refresh_after < 0");
