@@ -281,6 +281,42 @@ TEST_F(FleetTest, MissLoadsUnderTheLeaseThenEveryFleetHits) {
   EXPECT_EQ(client.Pttl(keys.lease_key), -2);  // released by the write
 }
 
+// A value codec whose Encode throws for the value "unencodable".
+struct PickyCodec {
+  static std::string Tag() { return "picky"; }
+  static void Encode(const std::string& value, std::string& out) {
+    if (value == "unencodable") throw std::runtime_error("cannot encode");
+    out += value;
+  }
+  static std::optional<std::string> Decode(std::string_view bytes) {
+    return std::string(bytes);
+  }
+};
+
+// tier.h: "A value that cannot be encoded is returned but not stored"; the
+// lease is given back, and Loaded::expires_in is the ttl the value would
+// have had ("A local copy kept this long is never staler than Redis's"),
+// not "never": nothing in Redis ever expires it.
+TEST_F(FleetTest, UnencodableValueIsReturnedNotStoredAndStillExpires) {
+  Fleet fleet(Options());
+  Tier<std::string, std::string, PickyCodec> tier(
+      fleet, {.name = "picky", .ttl = seconds(60)},
+      [](const std::string& k) { return k; });
+  const Loaded<std::string> got = tier.Fetch("unencodable");
+  EXPECT_EQ(got.value, "unencodable");
+  EXPECT_EQ(got.source, Source::kLoaded);
+  EXPECT_LE(got.expires_in, seconds(60));
+  EXPECT_LE(got.fresh_for, seconds(60));
+  Client client(server_.port());
+  const KeyRef keys = tier.RedisKeys("unencodable");
+  EXPECT_FALSE(client.Get(keys.value_key).has_value());
+  EXPECT_EQ(client.Pttl(keys.lease_key), -2);  // given back
+  EXPECT_EQ(fleet.Stats().writes, 0u);
+  // An encodable value of the same tier is stored as usual.
+  EXPECT_EQ(tier.Fetch("fine").source, Source::kLoaded);
+  EXPECT_TRUE(client.Get(tier.RedisKeys("fine").value_key).has_value());
+}
+
 TEST_F(FleetTest, TtlZeroKeepsTheValueAndExpireAfterDecidesPerValue) {
   Fleet fleet(Options());
   StringTier forever(fleet, {.name = "forever"},
