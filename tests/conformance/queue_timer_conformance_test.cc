@@ -31,17 +31,18 @@
 #include "herd/thread_pool.h"
 #include "herd/timer.h"
 #include "tests/conformance/conformance.h"
+#include "tests/testing/sync.h"
 
 namespace herd {
 namespace {
 
 using conformance::Await;
-using conformance::Gate;
 using std::chrono::hours;
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
+using test::Gate;
 
 constexpr size_t kSize = 20;  // the TCK's SIZE
 

@@ -28,16 +28,17 @@
 #include "herd/errors.h"
 #include "herd/token_bucket.h"
 #include "tests/conformance/conformance.h"
+#include "tests/testing/clocks.h"
 
 namespace herd {
 namespace {
 
 using conformance::Await;
-using conformance::RecordingClock;
 using std::chrono::hours;
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::seconds;
+using test::RecordingClock;
 
 constexpr milliseconds d(100);
 
@@ -49,6 +50,17 @@ struct Fixture {
         bucket({.rate = rate, .capacity = capacity, .clock = &clock}) {}
   Clock::time_point t(int k) const { return t0 + k * d; }
   void At(int k) { fake.AdvanceTo(t(k)); }
+
+  // Runs `call`, an acquisition that must wait, on a thread of its own, and
+  // checks that it sleeps until t(ready): Go's runReserve(request{t, n,
+  // act}) with act = t(ready).
+  template <class Call>
+  std::future<bool> Waiter(Call call, int ready) {
+    std::future<bool> waiter = std::async(std::launch::async, call);
+    EXPECT_EQ(clock.AwaitSleep(++sleeps), t(ready));
+    return waiter;
+  }
+  size_t sleeps = 0;  // sleeps awaited by Waiter()
 
   FakeClock fake;
   RecordingClock clock;
@@ -157,18 +169,15 @@ TEST(RateConformance, LongRunningQpsIsExact) {
 TEST(RateConformance, SimpleReserve) {
   Fixture f(10, 2);
   EXPECT_TRUE(f.bucket.TryAcquire(2));  // t0, ready t0
-  std::future<bool> a = std::async(
-      std::launch::async, [&] { return f.bucket.AcquireFor(2, hours(1)); });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(2));
+  std::future<bool> a =
+      f.Waiter([&] { return f.bucket.AcquireFor(2, hours(1)); }, 2);
   f.At(2);
   EXPECT_TRUE(a.get());
   f.At(3);
-  std::future<bool> b =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(2, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(4));
+  std::future<bool> b = f.Waiter([&] { return f.bucket.Acquire(2, {}); }, 4);
   f.At(4);
   EXPECT_TRUE(b.get());
-  EXPECT_EQ(f.clock.Sleeps(), 2u);  // "once"
+  EXPECT_EQ(f.clock.deadlines().size(), 2u);  // "once"
 }
 
 // TestMix. A call that must wait makes later calls queue behind it:
@@ -181,9 +190,7 @@ TEST(RateConformance, Mix) {
   f.At(1);
   EXPECT_DOUBLE_EQ(f.bucket.Available(), 1);
   EXPECT_FALSE(f.bucket.TryAcquire(2));
-  std::future<bool> r =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(2, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(2));
+  std::future<bool> r = f.Waiter([&] { return f.bucket.Acquire(2, {}); }, 2);
   EXPECT_DOUBLE_EQ(f.bucket.Available(), 0);
   EXPECT_FALSE(f.bucket.TryAcquire(1));
   EXPECT_FALSE(
@@ -204,17 +211,14 @@ TEST(RateConformance, CancelLastGivesTheTokensBack) {
   Fixture f(10, 2);
   EXPECT_TRUE(f.bucket.TryAcquire(2));
   std::stop_source stop;
-  std::future<bool> r = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(2, stop.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(2));
+  std::future<bool> r =
+      f.Waiter([&] { return f.bucket.Acquire(2, stop.get_token()); }, 2);
   f.At(1);
   stop.request_stop();
   EXPECT_FALSE(r.get());
   EXPECT_DOUBLE_EQ(f.bucket.Available(), 1);
   std::future<bool> again =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(2, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(2));
+      f.Waiter([&] { return f.bucket.Acquire(2, {}); }, 2);
   f.At(2);
   EXPECT_TRUE(again.get());
 }
@@ -226,16 +230,12 @@ TEST(RateConformance, CancelAfterTheGrantChangesNothing) {
   Fixture f(10, 2);
   EXPECT_TRUE(f.bucket.TryAcquire(2));
   std::stop_source stop;
-  std::future<bool> r = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(2, stop.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(2));
+  std::future<bool> r =
+      f.Waiter([&] { return f.bucket.Acquire(2, stop.get_token()); }, 2);
   f.At(3);
   EXPECT_TRUE(r.get());
   stop.request_stop();  // too late: no effect
-  std::future<bool> next =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(2, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(4));
+  std::future<bool> next = f.Waiter([&] { return f.bucket.Acquire(2, {}); }, 4);
   f.At(4);
   EXPECT_TRUE(next.get());
 }
@@ -247,18 +247,13 @@ TEST(RateConformance, CancelWithALiveReservationBehindReturnsNothing) {
   Fixture f(10, 2);
   EXPECT_TRUE(f.bucket.TryAcquire(2));
   std::stop_source stop;
-  std::future<bool> r = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(1, stop.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(1));
+  std::future<bool> r =
+      f.Waiter([&] { return f.bucket.Acquire(1, stop.get_token()); }, 1);
   std::future<bool> behind =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(1, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(2));
+      f.Waiter([&] { return f.bucket.Acquire(1, {}); }, 2);
   stop.request_stop();
   EXPECT_FALSE(r.get());
-  std::future<bool> next =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(1, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(3), f.t(3));
+  std::future<bool> next = f.Waiter([&] { return f.bucket.Acquire(1, {}); }, 3);
   f.At(3);
   EXPECT_TRUE(behind.get());
   EXPECT_TRUE(next.get());
@@ -272,19 +267,15 @@ TEST(RateConformance, CancelInTheMiddleRefundsNothingUnlikeGo) {
   Fixture f(10, 2);
   EXPECT_TRUE(f.bucket.TryAcquire(2));
   std::stop_source stop;
-  std::future<bool> r = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(2, stop.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(2));
+  std::future<bool> r =
+      f.Waiter([&] { return f.bucket.Acquire(2, stop.get_token()); }, 2);
   std::future<bool> behind =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(1, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(3));
+      f.Waiter([&] { return f.bucket.Acquire(1, {}); }, 3);
   f.At(1);
   stop.request_stop();
   EXPECT_FALSE(r.get());
   std::future<bool> next =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(2, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(3), f.t(5));  // Go: t4
+      f.Waiter([&] { return f.bucket.Acquire(2, {}); }, 5);  // Go: t4
   f.At(5);
   EXPECT_TRUE(behind.get());
   EXPECT_TRUE(next.get());
@@ -298,25 +289,18 @@ TEST(RateConformance, CancelMulti) {
   Fixture f(10, 4);
   EXPECT_TRUE(f.bucket.TryAcquire(4));
   std::stop_source stop_a, stop_c;
-  std::future<bool> a = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(3, stop_a.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(3));
-  std::future<bool> b =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(1, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(4));
-  std::future<bool> c = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(1, stop_c.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(3), f.t(5));
+  std::future<bool> a =
+      f.Waiter([&] { return f.bucket.Acquire(3, stop_a.get_token()); }, 3);
+  std::future<bool> b = f.Waiter([&] { return f.bucket.Acquire(1, {}); }, 4);
+  std::future<bool> c =
+      f.Waiter([&] { return f.bucket.Acquire(1, stop_c.get_token()); }, 5);
   f.At(1);
   stop_c.request_stop();
   EXPECT_FALSE(c.get());
   stop_a.request_stop();
   EXPECT_FALSE(a.get());
   std::future<bool> next =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(3, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(4), f.t(7));  // Go: t5
+      f.Waiter([&] { return f.bucket.Acquire(3, {}); }, 7);  // Go: t5
   f.At(7);
   EXPECT_TRUE(b.get());
   EXPECT_TRUE(next.get());
@@ -326,25 +310,18 @@ TEST(RateConformance, CancelMulti) {
 // tokens at one instant from a bucket of 10). token_bucket.h: "At one
 // instant (a == b), at most capacity, cancellations included."
 TEST(RateConformance, RefundNeverLetsTwoFullBurstsShareAnInstant) {
-  FakeClock fake;
-  RecordingClock clock(fake);
-  const Clock::time_point t0 = fake.Now();
-  TokenBucket bucket({.rate = 1, .capacity = 10, .clock = &clock});
-  EXPECT_TRUE(bucket.TryAcquire(10));
+  Fixture f(1, 10);  // a token costs 1 s: t(10)
+  EXPECT_TRUE(f.bucket.TryAcquire(10));
   std::stop_source stop1;
-  std::future<bool> w1 = std::async(std::launch::async, [&] {
-    return bucket.Acquire(10, stop1.get_token());
-  });
-  EXPECT_EQ(clock.AwaitSleep(1), t0 + seconds(10));
+  std::future<bool> w1 =
+      f.Waiter([&] { return f.bucket.Acquire(10, stop1.get_token()); }, 100);
   std::future<bool> w2 =
-      std::async(std::launch::async, [&] { return bucket.Acquire(10, {}); });
-  EXPECT_EQ(clock.AwaitSleep(2), t0 + seconds(20));
+      f.Waiter([&] { return f.bucket.Acquire(10, {}); }, 200);
   stop1.request_stop();
   EXPECT_FALSE(w1.get());
   std::future<bool> newcomer =
-      std::async(std::launch::async, [&] { return bucket.Acquire(10, {}); });
-  EXPECT_EQ(clock.AwaitSleep(3), t0 + seconds(30));
-  fake.AdvanceTo(t0 + seconds(30));
+      f.Waiter([&] { return f.bucket.Acquire(10, {}); }, 300);
+  f.At(300);
   EXPECT_TRUE(w2.get());
   EXPECT_TRUE(newcomer.get());
 }
@@ -356,19 +333,16 @@ TEST(RateConformance, RefundNeverLetsTwoFullBurstsShareAnInstant) {
 TEST(RateConformance, ReserveMaxDecidesAtOnceAndIncludesTheBoundary) {
   Fixture f(10, 2);
   EXPECT_TRUE(f.bucket.AcquireFor(2, d));
-  std::future<bool> close = std::async(std::launch::async, [&] {
-    return f.bucket.AcquireFor(1, d);  // ready t1 == deadline: within
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(1));
+  std::future<bool> close = f.Waiter([&] { return f.bucket.AcquireFor(1, d); },
+                                     1);    // ready t1 == deadline: within
   EXPECT_FALSE(f.bucket.AcquireFor(1, d));  // ready t2: too far, at once
   EXPECT_FALSE(f.bucket.AcquireFor(1, d - nanoseconds(1)));
-  EXPECT_EQ(f.clock.Sleeps(), 1u);
+  EXPECT_EQ(f.clock.deadlines().size(), 1u);
   f.At(1);
   EXPECT_TRUE(close.get());
   // Nothing was taken by the refusals: the next token is at t2.
   std::future<bool> next =
-      std::async(std::launch::async, [&] { return f.bucket.AcquireFor(1, d); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(2));
+      f.Waiter([&] { return f.bucket.AcquireFor(1, d); }, 2);
   f.At(2);
   EXPECT_TRUE(next.get());
 }
@@ -387,10 +361,9 @@ TEST(RateConformance, WaitSimple) {
   EXPECT_DOUBLE_EQ(f.bucket.Available(), 3);  // nothing taken
   EXPECT_THROW(f.bucket.Acquire(4, {}), std::invalid_argument);  // exceed-burst
   EXPECT_TRUE(f.bucket.Acquire(2, {}));                          // act-now
-  EXPECT_EQ(f.clock.Sleeps(), 0u);
+  EXPECT_EQ(f.clock.deadlines().size(), 0u);
   std::future<bool> later =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(3, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(2));  // act-later: 2 d
+      f.Waiter([&] { return f.bucket.Acquire(3, {}); }, 2);  // act-later: 2 d
   f.At(2);
   EXPECT_TRUE(later.get());
 }
@@ -402,16 +375,14 @@ TEST(RateConformance, WaitCancelledMidSleepGivesItsTokensBack) {
   Fixture f(10, 3);
   EXPECT_TRUE(f.bucket.Acquire(2, {}));  // one left
   std::stop_source stop;
-  std::future<bool> w = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(3, stop.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(2));
+  std::future<bool> w =
+      f.Waiter([&] { return f.bucket.Acquire(3, stop.get_token()); }, 2);
   f.At(1);
   stop.request_stop();
   EXPECT_FALSE(w.get());
   EXPECT_DOUBLE_EQ(f.bucket.Available(), 2);
   EXPECT_TRUE(f.bucket.Acquire(2, {}));  // act-now-after-cancel
-  EXPECT_EQ(f.clock.Sleeps(), 1u);
+  EXPECT_EQ(f.clock.deadlines().size(), 1u);
 }
 
 // TestWaitTimeout. token_bucket.h, AcquireFor: false "if they will not
@@ -420,7 +391,7 @@ TEST(RateConformance, WaitTimeoutShorterThanTheReadyTimeFailsAtOnce) {
   Fixture f(10, 3);
   EXPECT_TRUE(f.bucket.AcquireFor(2, d));
   EXPECT_FALSE(f.bucket.AcquireFor(3, d));
-  EXPECT_EQ(f.clock.Sleeps(), 0u);
+  EXPECT_EQ(f.clock.deadlines().size(), 0u);
   EXPECT_DOUBLE_EQ(f.bucket.Available(), 1);
 }
 
@@ -453,17 +424,12 @@ TEST(RateConformance, RatesAtTheEndsOfTheRange) {
 TEST(RateConformance, AcquireForAtTheEndsOfTime) {
   Fixture f(10, 1);
   EXPECT_TRUE(f.bucket.TryAcquire());
-  std::future<bool> a = std::async(std::launch::async, [&] {
-    return f.bucket.AcquireFor(1, nanoseconds::max());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(1));
-  std::future<bool> b = std::async(
-      std::launch::async, [&] { return f.bucket.AcquireFor(1, hours::max()); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(2));
-  std::future<bool> c = std::async(std::launch::async, [&] {
-    return f.bucket.AcquireUntil(1, Clock::time_point::max());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(3), f.t(3));
+  std::future<bool> a =
+      f.Waiter([&] { return f.bucket.AcquireFor(1, nanoseconds::max()); }, 1);
+  std::future<bool> b =
+      f.Waiter([&] { return f.bucket.AcquireFor(1, hours::max()); }, 2);
+  std::future<bool> c = f.Waiter(
+      [&] { return f.bucket.AcquireUntil(1, Clock::time_point::max()); }, 3);
   f.At(3);
   EXPECT_TRUE(a.get());
   EXPECT_TRUE(b.get());
@@ -579,16 +545,12 @@ TEST(RateConformance, ZeroWaitRefusesAndAStoppedWaiterTakesNothing) {
   EXPECT_TRUE(f.bucket.TryAcquire());
   EXPECT_FALSE(f.bucket.AcquireFor(1, nanoseconds(0)));
   std::stop_source stop;
-  std::future<bool> w = std::async(std::launch::async, [&] {
-    return f.bucket.Acquire(1, stop.get_token());
-  });
-  EXPECT_EQ(f.clock.AwaitSleep(1), f.t(1));
+  std::future<bool> w =
+      f.Waiter([&] { return f.bucket.Acquire(1, stop.get_token()); }, 1);
   stop.request_stop();
   EXPECT_FALSE(w.get());
   // Refunded (it was the last): the next caller waits for the same t1.
-  std::future<bool> next =
-      std::async(std::launch::async, [&] { return f.bucket.Acquire(1, {}); });
-  EXPECT_EQ(f.clock.AwaitSleep(2), f.t(1));
+  std::future<bool> next = f.Waiter([&] { return f.bucket.Acquire(1, {}); }, 1);
   f.At(1);
   EXPECT_TRUE(next.get());
 }

@@ -29,7 +29,6 @@ namespace herd {
 namespace {
 
 using conformance::Await;
-using conformance::Gate;
 using conformance::Payload;
 using Permit = ConcurrencyLimiter::Permit;
 using std::chrono::hours;
@@ -38,8 +37,19 @@ using std::chrono::nanoseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
 
-// Blocks until `limiter` has `n` queued calls (concurrency_limiter.h:
-// waiting() is how "a test learns ... that a thread it started is waiting").
+// Runs `call`, an acquisition that must queue, on a thread of its own, and
+// returns once `limiter` counts one more queued call (concurrency_limiter.h:
+// waiting() is how "a test learns ... that a thread it started is
+// waiting").
+template <class Call>
+auto Queued(const ConcurrencyLimiter& limiter, Call call) {
+  const std::ptrdiff_t before = limiter.waiting();
+  auto queued = std::async(std::launch::async, call);
+  EXPECT_TRUE(Await([&] { return limiter.waiting() == before + 1; }));
+  return queued;
+}
+
+// Blocks until `limiter` has `n` queued calls.
 [[nodiscard]] bool AwaitWaiting(const ConcurrencyLimiter& limiter,
                                 std::ptrdiff_t n) {
   return Await([&] { return limiter.waiting() == n; });
@@ -100,9 +110,8 @@ TEST(SemaphoreConformance, StopBeforeReleaseWinsAndThePermitIsNotLost) {
   ConcurrencyLimiter sem(1);
   std::optional<Permit> held = sem.Acquire();
   std::stop_source stop;
-  std::future<std::optional<Permit>> waiter = std::async(
-      std::launch::async, [&] { return sem.Acquire(stop.get_token()); });
-  ASSERT_TRUE(AwaitWaiting(sem, 1));
+  std::future<std::optional<Permit>> waiter =
+      Queued(sem, [&] { return sem.Acquire(stop.get_token()); });
   stop.request_stop();
   held.reset();  // returned after the stop
   EXPECT_FALSE(waiter.get().has_value());
@@ -118,9 +127,8 @@ TEST(SemaphoreConformance, ReleaseBeforeStopKeepsThePermit) {
   ConcurrencyLimiter sem(1);
   std::optional<Permit> held = sem.Acquire();
   std::stop_source stop;
-  std::future<std::optional<Permit>> waiter = std::async(
-      std::launch::async, [&] { return sem.Acquire(stop.get_token()); });
-  ASSERT_TRUE(AwaitWaiting(sem, 1));
+  std::future<std::optional<Permit>> waiter =
+      Queued(sem, [&] { return sem.Acquire(stop.get_token()); });
   held.reset();
   ASSERT_TRUE(AwaitWaiting(sem, 0));  // handed off (the queue is empty)
   stop.request_stop();
@@ -135,12 +143,9 @@ TEST(SemaphoreConformance, CancelledHeadDoesNotStarveTheNextWaiter) {
   ConcurrencyLimiter sem(1);
   std::optional<Permit> held = sem.Acquire();
   std::stop_source stop;
-  std::future<std::optional<Permit>> head = std::async(
-      std::launch::async, [&] { return sem.Acquire(stop.get_token()); });
-  ASSERT_TRUE(AwaitWaiting(sem, 1));
-  std::future<Permit> next =
-      std::async(std::launch::async, [&] { return sem.Acquire(); });
-  ASSERT_TRUE(AwaitWaiting(sem, 2));
+  std::future<std::optional<Permit>> head =
+      Queued(sem, [&] { return sem.Acquire(stop.get_token()); });
+  std::future<Permit> next = Queued(sem, [&] { return sem.Acquire(); });
   std::jthread canceller([&] { stop.request_stop(); });
   held.reset();
   canceller.join();
@@ -156,12 +161,8 @@ TEST(SemaphoreConformance, CancelledHeadDoesNotStarveTheNextWaiter) {
 TEST(SemaphoreConformance, PermitsAreHandedOffInArrivalOrder) {
   ConcurrencyLimiter sem(1);
   std::optional<Permit> held = sem.Acquire();
-  std::future<Permit> first =
-      std::async(std::launch::async, [&] { return sem.Acquire(); });
-  ASSERT_TRUE(AwaitWaiting(sem, 1));
-  std::future<Permit> second =
-      std::async(std::launch::async, [&] { return sem.Acquire(); });
-  ASSERT_TRUE(AwaitWaiting(sem, 2));
+  std::future<Permit> first = Queued(sem, [&] { return sem.Acquire(); });
+  std::future<Permit> second = Queued(sem, [&] { return sem.Acquire(); });
   held.reset();
   EXPECT_FALSE(sem.TryAcquire().has_value());  // the newcomer gets nothing
   Permit p1 = first.get();
@@ -240,19 +241,15 @@ TEST(SemaphoreConformance, TryAcquireForAtTheEndsOfTime) {
   EXPECT_THROW(sem.TryAcquireFor(std::chrono::duration<double>(
                    std::numeric_limits<double>::quiet_NaN())),
                std::invalid_argument);
-  std::future<std::optional<Permit>> a = std::async(std::launch::async, [&] {
-    return sem.TryAcquireFor(nanoseconds::max());
-  });
-  ASSERT_TRUE(AwaitWaiting(sem, 1));
-  std::future<std::optional<Permit>> b = std::async(
-      std::launch::async, [&] { return sem.TryAcquireFor(hours::max()); });
-  ASSERT_TRUE(AwaitWaiting(sem, 2));
+  std::future<std::optional<Permit>> a =
+      Queued(sem, [&] { return sem.TryAcquireFor(nanoseconds::max()); });
+  std::future<std::optional<Permit>> b =
+      Queued(sem, [&] { return sem.TryAcquireFor(hours::max()); });
   std::stop_source never;
-  std::future<std::optional<Permit>> c = std::async(std::launch::async, [&] {
+  std::future<std::optional<Permit>> c = Queued(sem, [&] {
     return sem.TryAcquireFor(std::chrono::duration<double>(1e300),
                              never.get_token());
   });
-  ASSERT_TRUE(AwaitWaiting(sem, 3));
   p.reset();
   std::optional<Permit> pa = a.get();
   ASSERT_TRUE(pa.has_value());
@@ -347,18 +344,15 @@ TEST(SemaphoreConformance, StoppingAQueuedCallEndsItsWait) {
   ConcurrencyLimiter sem(1);
   Permit held = sem.Acquire();
   std::stop_source stop_wait, stop_loader;
-  std::future<std::optional<Permit>> timed = std::async(
-      std::launch::async,
-      [&] { return sem.TryAcquireFor(hours(1), stop_wait.get_token()); });
-  ASSERT_TRUE(AwaitWaiting(sem, 1));
+  std::future<std::optional<Permit>> timed = Queued(
+      sem, [&] { return sem.TryAcquireFor(hours(1), stop_wait.get_token()); });
   std::atomic<bool> ran{false};
   auto limited = WithLimit(sem, [&] {
     ran = true;
     return 1;
   });
-  std::future<int> queued = std::async(
-      std::launch::async, [&] { return limited(stop_loader.get_token()); });
-  ASSERT_TRUE(AwaitWaiting(sem, 2));
+  std::future<int> queued =
+      Queued(sem, [&] { return limited(stop_loader.get_token()); });
   stop_wait.request_stop();
   EXPECT_FALSE(timed.get().has_value());
   stop_loader.request_stop();
@@ -393,9 +387,7 @@ TEST(SemaphoreConformance, WithLimitDurationMaxWaitsForAPermit) {
   ConcurrencyLimiter sem(1);
   std::optional<Permit> held = sem.Acquire();
   auto limited = WithLimit(sem, nanoseconds::max(), [] { return 7; });
-  std::future<int> r = std::async(std::launch::async,
-                                  [&] { return limited(std::stop_token()); });
-  ASSERT_TRUE(AwaitWaiting(sem, 1));
+  std::future<int> r = Queued(sem, [&] { return limited(std::stop_token()); });
   held.reset();
   EXPECT_EQ(r.get(), 7);
 }

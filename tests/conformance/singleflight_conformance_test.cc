@@ -29,17 +29,61 @@
 #include "herd/share.h"
 #include "herd/thread_pool.h"
 #include "tests/conformance/conformance.h"
+#include "tests/testing/held_load.h"
+#include "tests/testing/scripted_executors.h"
+#include "tests/testing/sync.h"
 
 namespace herd {
 namespace {
 
 using conformance::Await;
-using conformance::Gate;
-using conformance::InlineExecutor;
-using conformance::ManualExecutor;
 using conformance::Payload;
 using std::chrono::nanoseconds;
 using std::chrono::seconds;
+using test::Gate;
+using test::HeldLoad;
+using test::InlineExecutor;
+using test::KeepThenThrowExecutor;
+using test::QueueExecutor;
+using test::RefusingExecutor;
+using test::RunThenThrowExecutor;
+
+// Counts its live copies in *live: a loader's captures, to see when the
+// copies a Share made of a loader are destroyed.
+struct Counted {
+  explicit Counted(std::atomic<int>* live) : live(live) { ++*live; }
+  Counted(const Counted& o) : live(o.live) { ++*live; }
+  ~Counted() { --*live; }
+  std::atomic<int>* live;
+};
+
+// Runs share.Do(key, held.Returning(value)) on a thread of its own and
+// returns once that loader is inside, held: the leader of key's flight.
+template <class K, class V>
+std::future<V> HeldLeader(Share<K, V>& share, const K& key, HeldLoad& held,
+                          V value) {
+  const int before = held.entered();
+  std::future<V> leader = std::async(std::launch::async, [&, key, value] {
+    return share.Do(key, held.Returning(value));
+  });
+  held.AwaitEntered(before + 1);
+  return leader;
+}
+
+// Runs share.Do(key, ...) on a thread of its own as a caller that must join
+// the flight in progress (its own loader fails the test if it runs), and
+// returns once the Share has counted `calls` calls in all.
+template <class K, class V>
+std::future<V> Joiner(Share<K, V>& share, const K& key, uint64_t calls) {
+  std::future<V> joiner = std::async(std::launch::async, [&share, key] {
+    return share.Do(key, []() -> V {
+      ADD_FAILURE() << "a joiner's loader ran";
+      return V();
+    });
+  });
+  EXPECT_TRUE(Await([&] { return share.Stats().calls >= calls; }));
+  return joiner;
+}
 
 // TestDo. share.h: "Returns the value of key's flight, starting one
 // (running loader on this thread) when none is in progress"; "When the
@@ -127,43 +171,24 @@ TEST(SingleflightConformance, ConcurrentCallersShareOneExecution) {
 // the old flight's outcome"; InFlight(): "detached flights not counted".
 TEST(SingleflightConformance, ForgetDetachesAndTheNextCallerStartsAnew) {
   Share<std::string, int> share;
-  Gate first_started, unblock_first, second_started, unblock_second;
-  std::future<int> first = std::async(std::launch::async, [&] {
-    return share.Do("key", [&] {
-      first_started.Open();
-      unblock_first.Wait();
-      return 1;
-    });
-  });
-  first_started.Wait();
-  EXPECT_TRUE(share.Forget("key"));
+  HeldLoad held_first, held_second;
+  const std::string key = "key";
+  std::future<int> first = HeldLeader(share, key, held_first, 1);
+  EXPECT_TRUE(share.Forget(key));
   EXPECT_EQ(share.InFlight(), 0u);
 
-  std::future<int> second = std::async(std::launch::async, [&] {
-    return share.Do("key", [&] {
-      second_started.Open();
-      unblock_second.Wait();
-      return 2;
-    });
-  });
-  second_started.Wait();
-  unblock_first.Open();
+  std::future<int> second = HeldLeader(share, key, held_second, 2);
+  held_first.Release();
   EXPECT_EQ(first.get(), 1);  // the old flight's outcome
 
   // The third caller joins the second flight: its own loader never runs.
-  std::future<int> third = std::async(std::launch::async, [&] {
-    return share.Do("key", []() -> int {
-      ADD_FAILURE() << "the third loader ran";
-      return 3;
-    });
-  });
-  ASSERT_TRUE(Await([&] { return share.Stats().calls == 3; }));
-  unblock_second.Open();
+  std::future<int> third = Joiner(share, key, 3);
+  held_second.Release();
   EXPECT_EQ(second.get(), 2);
   EXPECT_EQ(third.get(), 2);
   EXPECT_EQ(share.Stats().executions, 2u);
   // share.h: Forget "Returns true iff key had a flight".
-  EXPECT_FALSE(share.Forget("key"));
+  EXPECT_FALSE(share.Forget(key));
 }
 
 // TestDoChan. share.h, DoAsync: "runs it (at once, or later on any thread):
@@ -235,18 +260,12 @@ TEST(SingleflightConformance, DoAsyncLoaderExceptionReachesTheFuture) {
 // one".
 TEST(SingleflightConformance, DoAsyncJoiningADoGetsItsException) {
   Share<std::string, int> share;
-  Gate blocked, unblock;
+  HeldLoad held;
   std::future<void> leader = std::async(std::launch::async, [&] {
-    EXPECT_THROW(share.Do("",
-                          [&]() -> int {
-                            blocked.Open();
-                            unblock.Wait();
-                            throw Payload(9);
-                          }),
-                 Payload);
+    EXPECT_THROW(share.Do("", held.Throwing<int>(Payload(9))), Payload);
   });
-  blocked.Wait();
-  ManualExecutor executor;
+  held.AwaitEntered();
+  QueueExecutor executor;
   std::shared_future<int> f = share.DoAsync(
       "",
       []() -> int {
@@ -254,9 +273,9 @@ TEST(SingleflightConformance, DoAsyncJoiningADoGetsItsException) {
         return 0;
       },
       executor);
-  EXPECT_EQ(executor.scheduled(), 0u);  // joined: nothing to schedule
+  EXPECT_EQ(executor.size(), 0u);  // joined: nothing to schedule
   EXPECT_EQ(f.wait_for(seconds(0)), std::future_status::timeout);
-  unblock.Open();
+  held.Release();
   leader.get();
   try {
     f.get();
@@ -271,13 +290,13 @@ TEST(SingleflightConformance, DoAsyncJoiningADoGetsItsException) {
 // callers never run extra executions".
 TEST(SingleflightConformance, SecondDoAsyncSharesTheFirstsExecution) {
   Share<std::string, std::string> share;
-  ManualExecutor executor;
+  QueueExecutor executor;
   std::shared_future<std::string> res1 = share.DoAsync(
       "key", [] { return std::string("func 1"); }, executor);
   std::shared_future<std::string> res2 = share.DoAsync(
       "key", [] { return std::string("func 2"); }, executor);
-  ASSERT_EQ(executor.kept(), 1u);
-  executor.RunOne();
+  ASSERT_EQ(executor.size(), 1u);
+  executor.RunNext();
   EXPECT_EQ(res1.get(), "func 1");
   EXPECT_EQ(res2.get(), "func 1");
   EXPECT_EQ(share.Stats().executions, 1u);
@@ -290,19 +309,12 @@ TEST(SingleflightConformance, SecondDoAsyncSharesTheFirstsExecution) {
 // there"; "the flight goes on for everyone else"; ShareStats::timeouts.
 TEST(SingleflightConformance, DoForZeroGivesUpAtOnceOnSomeoneElsesFlight) {
   Share<int, int> share;
-  Gate started, release;
-  std::future<int> leader = std::async(std::launch::async, [&] {
-    return share.Do(1, [&] {
-      started.Open();
-      release.Wait();
-      return 10;
-    });
-  });
-  started.Wait();
+  HeldLoad held;
+  std::future<int> leader = HeldLeader(share, 1, held, 10);
   EXPECT_THROW(share.DoFor(1, nanoseconds(0), [] { return 0; }), WaitTimeout);
   EXPECT_THROW(share.DoFor(1, seconds(0), [] { return 0; }), WaitTimeout);
   EXPECT_EQ(share.InFlight(), 1u);
-  release.Open();
+  held.Release();
   EXPECT_EQ(leader.get(), 10);
   EXPECT_EQ(share.Stats().timeouts, 2u);
   EXPECT_EQ(share.Stats().executions, 1u);
@@ -324,15 +336,8 @@ TEST(SingleflightConformance, DoForZeroRunsTheLoaderWhenNoFlightExists) {
 // (duration::max()) waits without limit".
 TEST(SingleflightConformance, DoForDurationMaxWaitsWithoutLimit) {
   Share<int, int> share;
-  Gate started, release;
-  std::future<int> leader = std::async(std::launch::async, [&] {
-    return share.Do(1, [&] {
-      started.Open();
-      release.Wait();
-      return 10;
-    });
-  });
-  started.Wait();
+  HeldLoad held;
+  std::future<int> leader = HeldLeader(share, 1, held, 10);
   std::future<int> a = std::async(std::launch::async, [&] {
     return share.DoFor(1, nanoseconds::max(), [] { return -1; });
   });
@@ -345,7 +350,7 @@ TEST(SingleflightConformance, DoForDurationMaxWaitsWithoutLimit) {
   });
   ASSERT_TRUE(Await([&] { return share.Stats().calls == 4; }));
   EXPECT_EQ(a.wait_for(seconds(0)), std::future_status::timeout);
-  release.Open();
+  held.Release();
   EXPECT_EQ(leader.get(), 10);
   EXPECT_EQ(a.get(), 10);
   EXPECT_EQ(b.get(), 10);
@@ -380,26 +385,23 @@ TEST(SingleflightConformance, DoForRejectsNegativeAndNaNBeforeLookingUp) {
 // and the key is free for a new flight at once".
 TEST(SingleflightConformance, CancelWakesWaitersAndFreesTheKeyAtOnce) {
   Share<int, int> share;
-  Gate started, release;
+  HeldLoad held;
   std::atomic<bool> saw_stop{false};
   std::future<int> leader = std::async(std::launch::async, [&] {
     return share.Do(1, [&](std::stop_token stop) {
-      started.Open();
-      release.Wait();
+      held.Enter();
       saw_stop = stop.stop_requested();
       return 10;
     });
   });
-  started.Wait();
-  std::future<int> waiter = std::async(
-      std::launch::async, [&] { return share.Do(1, [] { return -1; }); });
-  ASSERT_TRUE(Await([&] { return share.Stats().calls == 2; }));
+  held.AwaitEntered();
+  std::future<int> waiter = Joiner(share, 1, 2);
   EXPECT_TRUE(share.Cancel(1));
   // At once: the waiter returns while the leader's loader is still held.
   EXPECT_THROW(waiter.get(), Cancelled);
   EXPECT_EQ(share.InFlight(), 0u);
   EXPECT_EQ(share.Do(1, [] { return 20; }), 20);  // a new flight, at once
-  release.Open();
+  held.Release();
   EXPECT_THROW(leader.get(), Cancelled);
   EXPECT_TRUE(saw_stop.load());
   EXPECT_EQ(share.Stats().cancellations, 1u);
@@ -489,26 +491,17 @@ TEST(SingleflightConformance, ConstructorRejectsInvalidOptions) {
 TEST(SingleflightConformance, MaxFlightAgeDetachesExactlyAtTheAge) {
   FakeClock clock;
   Share<int, int> share({.max_flight_age = seconds(10), .clock = &clock});
-  Gate started, release;
-  std::future<int> leader = std::async(std::launch::async, [&] {
-    return share.Do(1, [&] {
-      started.Open();
-      release.Wait();
-      return 1;
-    });
-  });
-  started.Wait();
+  HeldLoad held;
+  std::future<int> leader = HeldLeader(share, 1, held, 1);
   clock.Advance(seconds(10) - nanoseconds(1));
-  std::future<int> joiner = std::async(
-      std::launch::async, [&] { return share.Do(1, [] { return -1; }); });
-  ASSERT_TRUE(Await([&] { return share.Stats().calls == 2; }));
+  std::future<int> joiner = Joiner(share, 1, 2);
   clock.Advance(nanoseconds(1));  // the flight's age is now exactly 10 s
   CallInfo info;
   EXPECT_EQ(share.Do(
                 1, [] { return 2; }, &info),
             2);
   EXPECT_TRUE(info.executed);
-  release.Open();
+  held.Release();
   EXPECT_EQ(leader.get(), 1);
   EXPECT_EQ(joiner.get(), 1);  // the old flight's callers get its outcome
 }
@@ -518,18 +511,9 @@ TEST(SingleflightConformance, MaxFlightAgeDetachesExactlyAtTheAge) {
 // new, gets the first successful result."
 TEST(SingleflightConformance, RerunOnNextCallRescuesAStuckFlight) {
   Share<int, int> share;
-  Gate started, release;
-  std::future<int> leader = std::async(std::launch::async, [&] {
-    return share.Do(1, [&] {
-      started.Open();
-      release.Wait();
-      return 1;
-    });
-  });
-  started.Wait();
-  std::future<int> waiter = std::async(
-      std::launch::async, [&] { return share.Do(1, [] { return -1; }); });
-  ASSERT_TRUE(Await([&] { return share.Stats().calls == 2; }));
+  HeldLoad held;
+  std::future<int> leader = HeldLeader(share, 1, held, 1);
+  std::future<int> waiter = Joiner(share, 1, 2);
   EXPECT_TRUE(share.Forget(1, ForgetMode::kRerunOnNextCall));
   CallInfo info;
   EXPECT_EQ(share.Do(
@@ -537,7 +521,7 @@ TEST(SingleflightConformance, RerunOnNextCallRescuesAStuckFlight) {
             2);
   EXPECT_TRUE(info.executed);
   EXPECT_EQ(waiter.get(), 2);  // without waiting for the stuck execution
-  release.Open();
+  held.Release();
   EXPECT_EQ(leader.get(), 2);  // the first success, not its own result
   EXPECT_EQ(share.Stats().extra_executions, 1u);
 }
@@ -547,15 +531,8 @@ TEST(SingleflightConformance, RerunOnNextCallRescuesAStuckFlight) {
 TEST(SingleflightConformance, AllowExtraExecutionCallsAddUp) {
   Share<int, int> share;
   EXPECT_FALSE(share.AllowExtraExecution(1));
-  Gate started, release;
-  std::future<int> leader = std::async(std::launch::async, [&] {
-    return share.Do(1, [&] {
-      started.Open();
-      release.Wait();
-      return 1;
-    });
-  });
-  started.Wait();
+  HeldLoad held;
+  std::future<int> leader = HeldLeader(share, 1, held, 1);
   EXPECT_TRUE(share.AllowExtraExecution(1));
   EXPECT_TRUE(share.AllowExtraExecution(1));
   // Two joiners run extra executions, which fail: "a loader's exception
@@ -572,15 +549,9 @@ TEST(SingleflightConformance, AllowExtraExecutionCallsAddUp) {
       std::async(std::launch::async, [&] { return share.Do(1, failing); });
   ASSERT_TRUE(Await([&] { return extra_runs.load() == 2; }));
   // The third joiner has no extra execution left: it waits.
-  std::future<int> waiter = std::async(std::launch::async, [&] {
-    return share.Do(1, []() -> int {
-      ADD_FAILURE() << "a third extra execution ran";
-      return -1;
-    });
-  });
-  ASSERT_TRUE(Await([&] { return share.Stats().calls == 4; }));
+  std::future<int> waiter = Joiner(share, 1, 4);
   EXPECT_EQ(share.Stats().extra_executions, 2u);
-  release.Open();
+  held.Release();
   EXPECT_EQ(leader.get(), 1);
   EXPECT_EQ(e1.get(), 1);
   EXPECT_EQ(e2.get(), 1);
@@ -593,11 +564,11 @@ TEST(SingleflightConformance, AllowExtraExecutionCallsAddUp) {
 // flight ends with herd::Closed".
 TEST(SingleflightConformance, DoAsyncTaskDroppedByTheExecutorEndsWithClosed) {
   Share<int, int> share;
-  ManualExecutor executor;
+  QueueExecutor executor;
   std::shared_future<int> f = share.DoAsync(
       1, [] { return 1; }, executor);
   EXPECT_EQ(share.InFlight(), 1u);
-  executor.DropOne();
+  executor.DropNext();
   EXPECT_THROW(f.get(), Closed);
   EXPECT_EQ(share.InFlight(), 0u);
 }
@@ -605,17 +576,11 @@ TEST(SingleflightConformance, DoAsyncTaskDroppedByTheExecutorEndsWithClosed) {
 // share.h, DoAsync: "throws from Schedule without having run it: the flight
 // ends with that exception and DoAsync rethrows it".
 TEST(SingleflightConformance, DoAsyncScheduleThatThrowsEndsTheFlight) {
-  struct Refusing {
-    void Schedule(Task) { throw Payload(5); }
-  } refusing;
+  RefusingExecutor refusing;  // throws herd::Closed from Schedule
   Share<int, int> share;
-  try {
-    share.DoAsync(
-        1, [] { return 1; }, refusing);
-    FAIL() << "DoAsync returned";
-  } catch (const Payload& e) {
-    EXPECT_EQ(e.value, 5);
-  }
+  EXPECT_THROW(share.DoAsync(
+                   1, [] { return 1; }, refusing),
+               Closed);
   EXPECT_EQ(share.InFlight(), 0u);
   EXPECT_EQ(share.Do(1, [] { return 2; }), 2);
 }
@@ -624,25 +589,17 @@ TEST(SingleflightConformance, DoAsyncScheduleThatThrowsEndsTheFlight) {
 // DoAsync rethrows the exception". A caller that joined during the run gets
 // the run's value.
 TEST(SingleflightConformance, DoAsyncRunThenThrowLetsTheRunDecide) {
-  struct RunThenThrow {
-    void Schedule(Task task) {
-      std::move(task)();
-      throw Payload(6);
-    }
-  } executor;
+  RunThenThrowExecutor executor;  // runs the task, then throws
   Share<int, int> share;
   std::future<int> joiner;
-  EXPECT_THROW(
-      share.DoAsync(
-          1,
-          [&] {
-            joiner = std::async(std::launch::async,
-                                [&] { return share.Do(1, [] { return -1; }); });
-            EXPECT_TRUE(Await([&] { return share.Stats().calls == 2; }));
-            return 8;
-          },
-          executor),
-      Payload);
+  EXPECT_THROW(share.DoAsync(
+                   1,
+                   [&] {
+                     joiner = Joiner(share, 1, 2);
+                     return 8;
+                   },
+                   executor),
+               std::runtime_error);
   EXPECT_EQ(joiner.get(), 8);
   EXPECT_EQ(share.InFlight(), 0u);
   EXPECT_EQ(share.Stats().executions, 1u);
@@ -652,13 +609,7 @@ TEST(SingleflightConformance, DoAsyncRunThenThrowLetsTheRunDecide) {
 // ends with that exception and DoAsync rethrows it; a task kept before
 // throwing does nothing when it later runs or is destroyed".
 TEST(SingleflightConformance, DoAsyncTaskKeptBeforeAThrowDoesNothingLater) {
-  struct KeepThenThrow {
-    void Schedule(Task task) {
-      kept.Schedule(std::move(task));
-      throw Payload(11);
-    }
-    ManualExecutor kept;
-  } executor;
+  KeepThenThrowExecutor executor;  // keeps the task, then throws
   Share<int, int> share;
   bool ran = false;
   EXPECT_THROW(share.DoAsync(
@@ -668,10 +619,11 @@ TEST(SingleflightConformance, DoAsyncTaskKeptBeforeAThrowDoesNothingLater) {
                      return 1;
                    },
                    executor),
-               Payload);
+               std::runtime_error);
   EXPECT_EQ(share.InFlight(), 0u);
   EXPECT_EQ(share.Do(1, [] { return 2; }), 2);  // a new flight
-  executor.kept.RunOne();
+  ASSERT_EQ(executor.kept.size(), 1u);
+  std::move(executor.kept.front())();
   EXPECT_FALSE(ran);
   EXPECT_EQ(share.InFlight(), 0u);
   EXPECT_EQ(share.Do(1, [] { return 3; }), 3);
@@ -680,12 +632,6 @@ TEST(SingleflightConformance, DoAsyncTaskKeptBeforeAThrowDoesNothingLater) {
 // share.h, DoAsync: "In every case the flight ends exactly once, and its
 // loader copy is destroyed before its callers are woken."
 TEST(SingleflightConformance, DoAsyncLoaderIsDestroyedBeforeCallersWake) {
-  struct Counted {
-    explicit Counted(std::atomic<int>* live) : live(live) { ++*live; }
-    Counted(const Counted& o) : live(o.live) { ++*live; }
-    ~Counted() { --*live; }
-    std::atomic<int>* live;
-  };
   ThreadPool pool(2);
   Share<int, int> share;
   for (int round = 0; round < 50; ++round) {
@@ -707,7 +653,7 @@ TEST(SingleflightConformance, DoAsyncLoaderIsDestroyedBeforeCallersWake) {
 // stopped and nothing it returns reaches anyone.
 TEST(SingleflightConformance, CancelADoAsyncFlightBeforeItsTaskRuns) {
   Share<int, int> share;
-  ManualExecutor executor;
+  QueueExecutor executor;
   bool ran = false, saw_stop = false;
   std::shared_future<int> f = share.DoAsync(
       1,
@@ -722,13 +668,13 @@ TEST(SingleflightConformance, CancelADoAsyncFlightBeforeItsTaskRuns) {
   EXPECT_EQ(share.InFlight(), 0u);
   std::shared_future<int> g = share.DoAsync(
       1, [] { return 2; }, executor);  // a new flight
-  EXPECT_EQ(executor.kept(), 2u);
-  executor.RunOne();  // the cancelled flight's task
+  EXPECT_EQ(executor.size(), 2u);
+  executor.RunNext();  // the cancelled flight's task
   // Whether it runs its loader or not, a loader that runs sees the stop.
   if (ran) {
     EXPECT_TRUE(saw_stop);
   }
-  executor.RunOne();
+  executor.RunNext();
   EXPECT_EQ(g.get(), 2);
   EXPECT_EQ(share.InFlight(), 0u);
 }
@@ -737,12 +683,6 @@ TEST(SingleflightConformance, CancelADoAsyncFlightBeforeItsTaskRuns) {
 // has run or been destroyed, and with it the loader and the copy of the key
 // it held."
 TEST(SingleflightConformance, DestructorWaitsForDoAsyncTasksAndTheirLoaders) {
-  struct Counted {
-    explicit Counted(std::atomic<int>* live) : live(live) { ++*live; }
-    Counted(const Counted& o) : live(o.live) { ++*live; }
-    ~Counted() { --*live; }
-    std::atomic<int>* live;
-  };
   std::atomic<int> live{0};
   Gate pool_busy;
   ThreadPool pool(1);
@@ -765,23 +705,20 @@ TEST(SingleflightConformance, DestructorWaitsForDoAsyncTasksAndTheirLoaders) {
 // herd::Share, so calls through any copy coalesce". Unequal arguments do not.
 TEST(SingleflightConformance, CoalesceSharesEqualCallsOnly) {
   std::atomic<int> runs{0};
-  Gate started, release;
+  HeldLoad held;
   auto load = Coalesce([&](int id, const std::string& db) {
-    if (runs.fetch_add(1) == 0) {
-      started.Open();
-      release.Wait();
-    }
+    if (runs.fetch_add(1) == 0) held.Enter();
     return db + ":" + std::to_string(id);
   });
   auto copy = load;
   std::future<std::string> a =
       std::async(std::launch::async, [&] { return load(42, "primary"); });
-  started.Wait();
+  held.AwaitEntered();
   std::future<std::string> b =
       std::async(std::launch::async, [&] { return copy(42, "primary"); });
   ASSERT_TRUE(Await([&] { return load.share().Stats().calls == 2; }));
   EXPECT_EQ(load(43, "primary"), "primary:43");  // other arguments: own run
-  release.Open();
+  held.Release();
   EXPECT_EQ(a.get(), "primary:42");
   EXPECT_EQ(b.get(), "primary:42");
   EXPECT_EQ(runs.load(), 2);
