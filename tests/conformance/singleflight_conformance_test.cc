@@ -506,6 +506,24 @@ TEST(SingleflightConformance, MaxFlightAgeDetachesExactlyAtTheAge) {
   EXPECT_EQ(joiner.get(), 1);  // the old flight's callers get its outcome
 }
 
+// ShareOptions::max_flight_age at the end of time: duration::max() is an age
+// no flight reaches, even with the clock at its last instant (no overflow
+// into "too old").
+TEST(SingleflightConformance, MaxFlightAgeDurationMaxNeverDetaches) {
+  FakeClock clock;
+  Share<int, int> share(
+      {.max_flight_age = std::chrono::nanoseconds::max(), .clock = &clock});
+  HeldLoad held;
+  std::future<int> leader = HeldLeader(share, 1, held, 1);
+  clock.Advance(Clock::duration::max());  // FakeClock::kEndOfTime
+  std::future<int> joiner = Joiner(share, 1, 2);
+  EXPECT_EQ(share.InFlight(), 1u);
+  held.Release();
+  EXPECT_EQ(leader.get(), 1);
+  EXPECT_EQ(joiner.get(), 1);
+  EXPECT_EQ(share.Stats().executions, 1u);
+}
+
 // ForgetMode::kRerunOnNextCall: "The next caller of the key runs the loader
 // again, as an extra execution of the same flight: every caller, old and
 // new, gets the first successful result."
