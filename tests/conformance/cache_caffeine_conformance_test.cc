@@ -296,6 +296,33 @@ TEST(CaffeineLoadingCache, GetAllAbsentThrows) {
   }
 }
 
+// LoadingCacheTest.getAll_absent_throwsException with a cached error
+// (error_ttl): loading_cache.h GetAll "Throws: the first load error met (a
+// cached one included)"; the other keys are loaded and stored all the same.
+TEST(CaffeineLoadingCache, GetAllMeetsACachedError) {
+  Context ctx;
+  Options o = ctx.Opts();
+  o.error_ttl = minutes(1);
+  std::atomic<int> calls{0};
+  Cache cache(o, [&](int k) -> int {
+    calls.fetch_add(1);
+    if (k == 2) throw LoadError(k);
+    return -k;
+  });
+  DropAtEnd drop{ctx.executor};
+  EXPECT_THROW(cache.Get(2), LoadError);
+  try {
+    cache.GetAll(std::vector<int>{1, 2, 3});
+    ADD_FAILURE() << "no exception";
+  } catch (const LoadError& e) {
+    EXPECT_EQ(e.code, 2);
+  }
+  EXPECT_EQ(calls.load(), 3);  // 2 was not loaded again
+  EXPECT_EQ(cache.GetIfPresent(1), -1);
+  EXPECT_EQ(cache.GetIfPresent(3), -3);
+  EXPECT_EQ(cache.Stats().negative_hits, 1u);
+}
+
 // LoadingCacheTest.getAll_exceeds (Loader.BULK_EXCEEDS_NEGATIVE). Caffeine
 // stores the extra entries; loading_cache.h: "keys it adds are ignored".
 // The result holds exactly the keys asked for; one load.
@@ -1230,6 +1257,45 @@ TEST(CaffeineExpiration, WritesResetAfterAccess) {
   EXPECT_EQ(cache.Size(), 0u);
   EXPECT_EQ(ctx.removals.events(), (Events{{1, 1, RemovalCause::kReplaced},
                                            {1, 2, RemovalCause::kExpired}}));
+}
+
+// ExpireAfterVarTest.expiry_bounds (Expire.FOREVER) and the boundaries
+// TEAM.md asks every duration to be tested at: nanoseconds::max() in every
+// duration option means "no limit" — a century later the value is still
+// served, from the cache, with no reload. CacheOptions: "nanoseconds::max()
+// means never"; herd/clock.h: "duration::max() ... means no limit".
+TEST(CaffeineExpiration, ForeverDurations) {
+  Context ctx;
+  Options o = ctx.Opts();
+  o.ttl = nanoseconds::max();
+  o.expire_after_access = nanoseconds::max();
+  o.refresh_after = nanoseconds::max() - nanoseconds(1);
+  o.error_ttl = nanoseconds::max();
+  o.stale_if_error = nanoseconds::max();
+  o.fail_safe_backoff = nanoseconds::max();
+  o.soft_timeout = nanoseconds::max();
+  o.hard_timeout = nanoseconds::max();
+  o.max_flight_age = nanoseconds::max();
+  NegativeLoader loader;
+  Cache cache(o, loader);
+  DropAtEnd drop{ctx.executor};
+  cache.Put(kFirst, 1);
+  // With hard_timeout set, a blocking caller's load runs on the executor
+  // while the caller waits (on the cache's clock).
+  int got = 0;
+  std::thread getter([&] { got = cache.Get(kAbsent); });
+  ctx.clock.WaitForSleepers(1);
+  EXPECT_EQ(ctx.executor.RunAll(), 1u);
+  getter.join();
+  EXPECT_EQ(got, -kAbsent);
+  ctx.clock.Advance(hours(24 * 365 * 100));
+  EXPECT_EQ(cache.Get(kFirst), 1);
+  EXPECT_EQ(cache.GetIfPresent(kAbsent), -kAbsent);
+  cache.CleanUp();
+  EXPECT_EQ(cache.Size(), 2u);
+  EXPECT_EQ(ctx.executor.Pending(), 0u);
+  EXPECT_EQ(loader.count(), 1);
+  EXPECT_EQ(ctx.removals.size(), 0u);
 }
 
 // ---------------------------------------------------------------------------
