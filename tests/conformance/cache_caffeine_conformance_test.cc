@@ -916,6 +916,47 @@ TEST(CaffeineCache, ThrowingListenerIsIgnored) {
   EXPECT_EQ(calls.load(), 12);  // each of the 12 values put, once
 }
 
+// The removal listener's contract under concurrent writers (Caffeine's
+// RemovalListener / EvictionListener cases, run from two threads): every
+// value put leaves the cache exactly once — replaced, invalidated, evicted
+// or cleared — whatever the interleaving of Put, Invalidate and eviction.
+// CacheOptions::removal_listener: "Called exactly once per value that
+// leaves the cache".
+TEST(CaffeineCache, ListenerExactlyOnceUnderConcurrentWrites) {
+  constexpr int kThreads = 2;
+  constexpr int kOps = 2000;
+  FakeClock clock;
+  std::mutex mu;
+  std::vector<int> reported;  // guarded by mu
+  Options o;
+  o.clock = &clock;
+  o.max_entries = 16;
+  o.removal_listener = [&](const int&, const int& v, RemovalCause) {
+    std::lock_guard<std::mutex> lock(mu);
+    reported.push_back(v);
+  };
+  Cache cache(o);
+  {
+    std::vector<std::jthread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&cache, t] {
+        for (int i = 0; i < kOps; ++i) {
+          const int key = (i * 7 + t) % 40;
+          cache.Put(key, t * kOps + i);  // every value is distinct
+          if (i % 5 == 0) (void)cache.Invalidate((key + 3) % 40);
+        }
+      });
+    }
+  }
+  cache.InvalidateAll();
+  EXPECT_EQ(cache.Size(), 0u);
+  std::lock_guard<std::mutex> lock(mu);
+  std::sort(reported.begin(), reported.end());
+  EXPECT_EQ(std::adjacent_find(reported.begin(), reported.end()),
+            reported.end());  // none twice
+  EXPECT_EQ(reported.size(), static_cast<size_t>(kThreads * kOps));
+}
+
 // CacheTest.cleanUp: CleanUp of live values changes nothing.
 TEST(CaffeineCache, CleanUp) {
   Context ctx;
