@@ -691,6 +691,9 @@ class CacheCore {
   // Hands an execution of `l` (its reference) to the executor. Never
   // throws: a refused task fails the load.
   void Submit(Load* l) noexcept;
+  // Settles an execution of `l` that never ran (refused, dropped, or never
+  // handed over) with `error`; a refresh counts as a refresh failure.
+  void SettleUnrun(Load* l, std::exception_ptr error) noexcept;
   ExecutorRef Executor();
   Timer& TimerRef();
 
@@ -1603,14 +1606,11 @@ void CacheCore<K, V, H, E, P>::Submit(Load* l) noexcept {
         : core(o.core), load(std::exchange(o.load, nullptr)) {}
     Body& operator=(Body&&) = delete;
     ~Body() {
-      if (load != nullptr) {
-        core->Settle(load, nullptr, nullptr, 0, 0, BadAllocError());
-      }
+      if (load != nullptr) core->SettleUnrun(load, BadAllocError());
     }
     void Run() { core->ExecuteBound(std::exchange(load, nullptr)); }
     void Abandon(std::exception_ptr error) noexcept {
-      core->Settle(std::exchange(load, nullptr), nullptr, nullptr, 0, 0,
-                   std::move(error));
+      core->SettleUnrun(std::exchange(load, nullptr), std::move(error));
     }
     CacheCore* core;
     Load* load;
@@ -1619,7 +1619,7 @@ void CacheCore<K, V, H, E, P>::Submit(Load* l) noexcept {
   try {
     executor = Executor();
   } catch (...) {
-    Settle(l, nullptr, nullptr, 0, 0, std::current_exception());
+    SettleUnrun(l, std::current_exception());
     return;
   }
   try {
@@ -1628,6 +1628,22 @@ void CacheCore<K, V, H, E, P>::Submit(Load* l) noexcept {
     // The body ran, was abandoned, or failed the execution as it was
     // destroyed: the load has its outcome either way.
   }
+}
+
+template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::SettleUnrun(Load* l,
+                                        std::exception_ptr error) noexcept {
+  // CacheStats::refresh_failures: "refreshes that threw, or were never
+  // run". (Execute counts the ones that ran.)
+  if (l->kind == LoadKind::kRefresh || l->kind == LoadKind::kEarlyRefresh) {
+    try {
+      counters_.Add(Stripe(), kRefreshFailures);
+    } catch (...) {
+      // This thread's first stripe could not be allocated; Settle's epoch
+      // section needs the same record.
+    }
+  }
+  Settle(l, nullptr, nullptr, 0, 0, std::move(error));
 }
 
 template <class K, class V, class H, class E, class P>
