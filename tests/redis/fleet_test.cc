@@ -27,6 +27,7 @@
 #include "herd/redis/tier.h"
 #include "herd/share.h"
 #include "tests/redis/testing.h"
+#include "tests/testing/scripted_executors.h"
 #include "tests/testing/sync.h"
 
 namespace herd::redis {
@@ -680,6 +681,59 @@ TEST_F(FleetTest, ARefreshTheExecutorRefusesReleasesItsLease) {
   EXPECT_TRUE(tier.Fetch("k").stale);
   EXPECT_EQ(fleet.Stats().refreshes, 2u);  // the lease was free again
   EXPECT_EQ(loads.load(), 1);
+}
+
+// tier.h TierOptions::executor: "A refresh the executor does not run ...
+// gives its lease back exactly once (one RELEASE); one it runs and then
+// throws from has refreshed, and nothing more is sent". Redis's and the
+// Fleet's own counts of the commands of one stale Fetch: its READ, then one
+// RELEASE (or the refresh's WRITE), never a second RELEASE.
+TEST_F(FleetTest, ARefreshTheExecutorDoesNotTakeReleasesItsLeaseOnce) {
+  herd::test::RefusingExecutor refusing;
+  herd::test::RunThenThrowExecutor run_then_throw;
+  herd::test::KeepThenThrowExecutor keep_then_throw;
+  herd::test::DroppingExecutor dropping;
+  const std::vector<std::pair<std::string, ExecutorRef>> executors = {
+      {"refusing", refusing},
+      {"run_then_throw", run_then_throw},
+      {"keep_then_throw", keep_then_throw},
+      {"dropping", dropping},
+  };
+  FleetOptions o = Options();
+  o.lease_ttl = seconds(60);  // no renewal in a refresh
+  Fleet fleet(o);
+  Client client(server_.port());
+  // Loads the RELEASE script, so that no SCRIPT LOAD falls in a count.
+  ASSERT_FALSE(fleet.Release(KeyRef{"warm:v", "warm:l"}, "nobody"));
+  for (const auto& [what, executor] : executors) {
+    std::atomic<int> loads{0};
+    StringTier tier(fleet,
+                    {.name = "once_" + what,
+                     .ttl = seconds(60),
+                     .refresh_after = milliseconds(50),
+                     .executor = executor},
+                    [&](const std::string&) {
+                      return "v" + std::to_string(++loads);
+                    });
+    EXPECT_EQ(tier.Load("k"), "v1") << what;
+    const KeyRef keys = tier.RedisKeys("k");
+    ASSERT_TRUE(Eventually([&] { return client.Pttl(keys.value_key) < 59900; }))
+        << what;
+    ASSERT_TRUE(client.Run({"CONFIG", "RESETSTAT"}) != nullptr);
+    const uint64_t before = fleet.Stats().commands;
+    const uint64_t refreshes = fleet.Stats().refreshes;
+    Loaded<std::string> stale = tier.Fetch("k");
+    EXPECT_TRUE(stale.stale) << what;
+    EXPECT_EQ(stale.value, "v1") << what;
+    EXPECT_EQ(fleet.Stats().refreshes, refreshes + 1) << what;  // won
+    EXPECT_EQ(fleet.Stats().commands - before, 2u) << what;
+    std::map<std::string, uint64_t> stats = client.CommandStats();
+    EXPECT_EQ(stats["evalsha"], 2u) << what;
+    EXPECT_EQ(stats.count("script|load"), 0u) << what;
+    EXPECT_EQ(client.Pttl(keys.lease_key), -2) << what;  // given back
+    EXPECT_EQ(loads.load(), what == "run_then_throw" ? 2 : 1) << what;
+    keep_then_throw.kept.clear();  // its task does nothing now
+  }
 }
 
 // tier.h: "A failed refresh leaves the stale value; the lease was released,
