@@ -557,8 +557,16 @@ FetchResult Fleet::Impl::Fetch(
       case ReadResult::kValue: {
         internal::Envelope env;
         const bool parsed = internal::ParseEnvelope(r.value, &env);
-        if (!parsed || r.age_ms < 0 || env.tag != policy.tag ||
-            !decode(env.payload)) {
+        bool accepted = false;
+        if (parsed && r.age_ms >= 0 && env.tag == policy.tag) {
+          try {
+            accepted = decode(env.payload);
+          } catch (...) {
+            // A codec that throws on bytes it does not accept: a decode
+            // error like any other (codec.h), never the caller's exception.
+          }
+        }
+        if (!accepted) {
           Add(n.decode_errors);
           // READ treats the value with this id as missing from now on.
           forced = std::string(LuaId(r.value));

@@ -809,6 +809,44 @@ TEST_F(FleetTest, CorruptOrForeignPayloadIsCountedAndReloaded) {
   EXPECT_EQ(fleet.Stats().fallbacks, 0u);
 }
 
+// A codec whose Decode throws for the payload "poison" (codec.h: Decode "may
+// throw instead of returning nullopt").
+struct ThrowingDecodeCodec {
+  static std::string Tag() { return "throwing-decode"; }
+  static void Encode(const std::string& value, std::string& out) {
+    out += value;
+  }
+  static std::optional<std::string> Decode(std::string_view bytes) {
+    if (bytes == "poison") throw std::runtime_error("cannot decode");
+    return std::string(bytes);
+  }
+};
+
+// codec.h Decode(): "the exception is caught (it never reaches the caller
+// of Load(), Fetch() or Get()) and the payload is a decode error like a
+// nullopt (counted in FleetStats::decode_errors, treated as a miss,
+// reloaded)".
+TEST_F(FleetTest, ADecodeThatThrowsIsCountedAndTheValueReloaded) {
+  Fleet fleet(Options());
+  std::atomic<int> loads{0};
+  Tier<std::string, std::string, ThrowingDecodeCodec> tier(
+      fleet, {.name = "td", .ttl = seconds(60)},
+      [&](const std::string&) { return "fresh" + std::to_string(++loads); });
+  ASSERT_TRUE(tier.Put("k", "poison"));
+  std::optional<Loaded<std::string>> got;
+  EXPECT_NO_THROW(got = tier.Fetch("k"));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->value, "fresh1");
+  EXPECT_EQ(got->source, Source::kLoaded);
+  EXPECT_EQ(fleet.Stats().decode_errors, 1u);
+  EXPECT_EQ(fleet.Stats().fallbacks, 0u);
+  // Reloaded and stored over the poison: the next read hits.
+  const Loaded<std::string> again = tier.Fetch("k");
+  EXPECT_EQ(again.value, "fresh1");
+  EXPECT_EQ(again.source, Source::kRedis);
+  EXPECT_EQ(loads.load(), 1);
+}
+
 // fleet.h: Listen(): "on_key ... for each" Put and Invalidate "by other
 // processes", within 100 ms; a Fleet does not hear its own.
 TEST_F(FleetTest, ListenersHearOtherFleetsPutsAndInvalidationsNotTheirOwn) {

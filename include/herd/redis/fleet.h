@@ -273,9 +273,11 @@ class Fleet {
   // each payload read (after its length, checksum and tag were checked) and
   // returns true iff it accepted it (the caller keeps the decoded value);
   // false counts a decode error, and the value is then treated as a miss.
-  // `load(store)` runs the loader; with store true it returns the Payload to
-  // write (nullopt: do not write). Returns how the caller's value was got:
-  // from the last payload `decode` accepted, or from its `load` call.
+  // An exception from `decode` is caught and counts as false: it never
+  // leaves Fetch(). `load(store)` runs the loader; with store true it
+  // returns the Payload to write (nullopt: do not write). Returns how the
+  // caller's value was got: from the last payload `decode` accepted, or from
+  // its `load` call.
   // Throws: what `load` throws (the lease, if held, is released first, and
   // waiters in other processes retry: errors are not shared between
   // processes).
