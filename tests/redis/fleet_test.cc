@@ -847,6 +847,50 @@ TEST_F(FleetTest, ADecodeThatThrowsIsCountedAndTheValueReloaded) {
   EXPECT_EQ(loads.load(), 1);
 }
 
+// A codec of std::string's tag that accepts nothing, and calls on_decode
+// first: a reader of values that other processes keep rewriting.
+struct RejectingCodec {
+  static inline std::function<void()> on_decode;
+  static std::string Tag() { return Codec<std::string>::Tag(); }
+  static void Encode(const std::string& value, std::string& out) {
+    out += value;
+  }
+  static std::optional<std::string> Decode(std::string_view) {
+    if (on_decode) on_decode();
+    return std::nullopt;
+  }
+};
+
+// fleet.h FleetStats::fallbacks, its third cause: "one call read an
+// undecodable value 4 times (other processes keep writing values it cannot
+// decode), each also a decode error". Each Decode makes another Fleet Put a
+// new value, so each READ finds one the reader has not yet ruled out.
+TEST_F(FleetTest, FourUndecodableValuesInOneCallEndInAFallback) {
+  Fleet reader_fleet(Options()), writer_fleet(Options());
+  StringTier writer(writer_fleet, {.name = "u", .ttl = seconds(60)},
+                    [](const std::string& k) { return k; });
+  std::atomic<int> loads{0};
+  Tier<std::string, std::string, RejectingCodec> reader(
+      reader_fleet, {.name = "u", .ttl = seconds(60)},
+      [&](const std::string&) { return "local" + std::to_string(++loads); });
+  ASSERT_TRUE(writer.Put("k", "w0"));
+  int puts = 0;
+  RejectingCodec::on_decode = [&] {
+    EXPECT_TRUE(writer.Put("k", "w" + std::to_string(++puts)));
+  };
+  const Loaded<std::string> got = reader.Fetch("k");
+  RejectingCodec::on_decode = nullptr;
+  EXPECT_EQ(got.value, "local1");
+  EXPECT_EQ(got.source, Source::kLocal);
+  EXPECT_EQ(puts, 4);
+  EXPECT_EQ(loads.load(), 1);
+  const FleetStats s = reader_fleet.Stats();
+  EXPECT_EQ(s.decode_errors, 4u);
+  EXPECT_EQ(s.fallbacks, 1u);
+  EXPECT_EQ(s.writes, 0u);  // a fallback stores nothing
+  EXPECT_EQ(writer.Fetch("k").value, "w4");
+}
+
 // fleet.h: Listen(): "on_key ... for each" Put and Invalidate "by other
 // processes", within 100 ms; a Fleet does not hear its own.
 TEST_F(FleetTest, ListenersHearOtherFleetsPutsAndInvalidationsNotTheirOwn) {

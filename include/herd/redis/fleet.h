@@ -177,8 +177,15 @@ struct FleetStats {
   uint64_t stale_served = 0;      // values returned past refresh_after
   uint64_t refreshes = 0;         // background refreshes this process won
   uint64_t early_refreshes = 0;   // ...of which XFetch, before refresh_after
-  uint64_t fallbacks = 0;         // loads run without the fleet: Redis
-                                  // unavailable, or wait_limit passed
+  uint64_t fallbacks = 0;         // loads run without the fleet (Source::
+                                  // kLocal), for one of three causes:
+                                  // Redis unavailable (unreachable, slow,
+                                  // refused by the breaker or a busy pool,
+                                  // or an error reply); wait_limit passed;
+                                  // or one call read an undecodable value
+                                  // 4 times (other processes keep writing
+                                  // values it cannot decode), each also a
+                                  // decode error
   uint64_t decode_errors = 0;     // corrupt or foreign payloads (reloaded)
   uint64_t waits = 0;             // sleeps of waiters
   uint64_t wakeups = 0;           // ...ended by a message for their key
@@ -274,10 +281,11 @@ class Fleet {
   // returns true iff it accepted it (the caller keeps the decoded value);
   // false counts a decode error, and the value is then treated as a miss.
   // An exception from `decode` is caught and counts as false: it never
-  // leaves Fetch(). `load(store)` runs the loader; with store true it
-  // returns the Payload to write (nullopt: do not write). Returns how the
-  // caller's value was got: from the last payload `decode` accepted, or from
-  // its `load` call.
+  // leaves Fetch(). The 4th decode error in one call ends it in a fallback
+  // (FleetStats::fallbacks). `load(store)` runs the loader; with store true
+  // it returns the Payload to write (nullopt: do not write). Returns how
+  // the caller's value was got: from the last payload `decode` accepted, or
+  // from its `load` call.
   // Throws: what `load` throws (the lease, if held, is released first, and
   // waiters in other processes retry: errors are not shared between
   // processes).
