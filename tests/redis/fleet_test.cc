@@ -22,6 +22,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "herd/clock.h"
 #include "herd/redis/codec.h"
 #include "herd/redis/fleet.h"
 #include "herd/redis/tier.h"
@@ -158,40 +159,106 @@ TEST(FleetCodec, KeyCodecsRoundTripAndRejectGarbage) {
 
 // --- Options (no server) -----------------------------------------------------------
 
+// fleet.h Fleet(): "Throws: std::invalid_argument if an option breaks its
+// REQUIRES", with a message that names the option: each bound one step
+// outside (zero, negative, just below the least value, duration::min()).
 TEST(FleetOptionsTest, EachRequiresIsChecked) {
-  auto bad = [](auto change) {
+  auto bad = [](const std::string& name, auto change) {
     FleetOptions o = OptionsFor(6379);
     change(o);
-    EXPECT_THROW(Fleet fleet(o), std::invalid_argument);
+    try {
+      Fleet fleet(o);
+      ADD_FAILURE() << name << ": accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(name));
+    }
   };
-  bad([](FleetOptions& o) { o.host = ""; });
-  bad([](FleetOptions& o) { o.port = 0; });
-  bad([](FleetOptions& o) { o.port = 65536; });
-  bad([](FleetOptions& o) { o.db = -1; });
-  bad([](FleetOptions& o) { o.connect_timeout = nanoseconds(0); });
-  bad([](FleetOptions& o) { o.command_timeout = -milliseconds(1); });
-  bad([](FleetOptions& o) { o.pool_size = 0; });
-  bad([](FleetOptions& o) { o.reconnect_backoff_min = nanoseconds(0); });
-  bad([](FleetOptions& o) {
-    o.reconnect_backoff_min = seconds(2);
-    o.reconnect_backoff_max = seconds(1);
+  bad("host", [](FleetOptions& o) { o.host = ""; });
+  bad("port", [](FleetOptions& o) { o.port = 0; });
+  bad("port", [](FleetOptions& o) { o.port = 65536; });
+  bad("db", [](FleetOptions& o) { o.db = -1; });
+  bad("pool_size", [](FleetOptions& o) { o.pool_size = 0; });
+  // Timeouts: REQUIRES >= 1 ms.
+  for (const nanoseconds d : {nanoseconds(0), -nanoseconds(1),
+                              milliseconds(1) - nanoseconds(1),
+                              nanoseconds(999), nanoseconds::min()}) {
+    bad("connect_timeout", [d](FleetOptions& o) { o.connect_timeout = d; });
+    bad("command_timeout", [d](FleetOptions& o) { o.command_timeout = d; });
+  }
+  // > 0.
+  for (const nanoseconds d : {nanoseconds(0), -nanoseconds(1),
+                              nanoseconds::min()}) {
+    bad("reconnect_backoff_min",
+        [d](FleetOptions& o) { o.reconnect_backoff_min = d; });
+    bad("poll_interval", [d](FleetOptions& o) { o.poll_interval = d; });
+    bad("ping_interval", [d](FleetOptions& o) { o.ping_interval = d; });
+  }
+  bad("reconnect_backoff_max", [](FleetOptions& o) {
+    o.reconnect_backoff_min = seconds(1);
+    o.reconnect_backoff_max = seconds(1) - nanoseconds(1);
   });
-  bad([](FleetOptions& o) { o.lease_ttl = milliseconds(2); });
-  bad([](FleetOptions& o) { o.poll_interval = nanoseconds(0); });
-  bad([](FleetOptions& o) { o.wait_limit = -nanoseconds(1); });
-  bad([](FleetOptions& o) { o.ping_interval = nanoseconds(0); });
-  bad([](FleetOptions& o) { o.breaker.failure_threshold = 0; });
+  // lease_ttl >= 3 ms.
+  for (const nanoseconds d : {nanoseconds(0), -nanoseconds(1),
+                              milliseconds(3) - nanoseconds(1),
+                              nanoseconds::min()}) {
+    bad("lease_ttl", [d](FleetOptions& o) { o.lease_ttl = d; });
+  }
+  // wait_limit >= 0.
+  for (const nanoseconds d : {-nanoseconds(1), nanoseconds::min()}) {
+    bad("wait_limit", [d](FleetOptions& o) { o.wait_limit = d; });
+  }
+  bad("failure_threshold",
+      [](FleetOptions& o) { o.breaker.failure_threshold = 0; });
 }
 
-TEST(FleetOptionsTest, MaximalDurationsMeanNoLimitAndAreAccepted) {
-  FleetOptions o = OptionsFor(6379);
-  o.connect_timeout = nanoseconds::max();
-  o.command_timeout = nanoseconds::max();
-  o.lease_ttl = nanoseconds::max();
-  o.poll_interval = nanoseconds::max();
-  o.wait_limit = nanoseconds::max();
-  o.reconnect_backoff_max = nanoseconds::max();
-  EXPECT_NO_THROW(Fleet fleet(o));
+// fleet.h FleetOptions: "Every duration below is used as given: none is
+// clamped". The least value each REQUIRES allows is accepted, and so are
+// duration::max() and values past the clamps this tier once applied
+// silently (an hour for timeouts, intervals and backoffs, a day for leases).
+TEST(FleetOptionsTest, LimitsAndMaximaAreAcceptedAndKeptAsGiven) {
+  auto expect_kept = [](const FleetOptions& o) {
+    Fleet fleet(o);
+    const FleetOptions& kept = fleet.options();
+    EXPECT_EQ(kept.connect_timeout, o.connect_timeout);
+    EXPECT_EQ(kept.command_timeout, o.command_timeout);
+    EXPECT_EQ(kept.reconnect_backoff_min, o.reconnect_backoff_min);
+    EXPECT_EQ(kept.reconnect_backoff_max, o.reconnect_backoff_max);
+    EXPECT_EQ(kept.lease_ttl, o.lease_ttl);
+    EXPECT_EQ(kept.poll_interval, o.poll_interval);
+    EXPECT_EQ(kept.wait_limit, o.wait_limit);
+    EXPECT_EQ(kept.ping_interval, o.ping_interval);
+  };
+  FleetOptions least = OptionsFor(6379);
+  least.connect_timeout = milliseconds(1);
+  least.command_timeout = milliseconds(1);
+  least.reconnect_backoff_min = nanoseconds(1);
+  least.reconnect_backoff_max = nanoseconds(1);
+  least.lease_ttl = milliseconds(3);
+  least.poll_interval = nanoseconds(1);
+  least.wait_limit = nanoseconds(0);
+  least.ping_interval = nanoseconds(1);
+  expect_kept(least);
+
+  FleetOptions past_old_clamps = OptionsFor(6379);
+  past_old_clamps.connect_timeout = std::chrono::hours(2);
+  past_old_clamps.command_timeout = std::chrono::hours(2);
+  past_old_clamps.reconnect_backoff_min = std::chrono::hours(2);
+  past_old_clamps.reconnect_backoff_max = std::chrono::hours(3);
+  past_old_clamps.lease_ttl = std::chrono::hours(25);
+  past_old_clamps.poll_interval = std::chrono::hours(2);
+  past_old_clamps.ping_interval = std::chrono::hours(2);
+  expect_kept(past_old_clamps);
+
+  FleetOptions most = OptionsFor(6379);
+  most.connect_timeout = nanoseconds::max();
+  most.command_timeout = nanoseconds::max();
+  most.reconnect_backoff_min = nanoseconds::max();
+  most.reconnect_backoff_max = nanoseconds::max();
+  most.lease_ttl = nanoseconds::max();
+  most.poll_interval = nanoseconds::max();
+  most.wait_limit = nanoseconds::max();
+  most.ping_interval = nanoseconds::max();
+  expect_kept(most);
 }
 
 TEST(FleetOptionsTest, TierChecksItsOptionsAndLoader) {
@@ -656,6 +723,97 @@ TEST_F(FleetTest, AWaiterPastWaitLimitLoadsByItself) {
   EXPECT_EQ(holder.get(), "slow");
 }
 
+// fleet.h FleetOptions: duration::max() means "no limit" for every duration,
+// and a Fleet built so works against a server. Its lease is sent as
+// 9223372036855 ms ("about 292 years, which Redis accepts"), not cut to a
+// day; the waiter, which never polls and whose lease never expires, is woken
+// by the holder's message.
+TEST_F(FleetTest, DurationMaxMeansNoLimitAgainstAServer) {
+  FleetOptions o = Options();
+  o.connect_timeout = nanoseconds::max();
+  o.command_timeout = nanoseconds::max();
+  o.reconnect_backoff_max = nanoseconds::max();
+  o.lease_ttl = nanoseconds::max();
+  o.poll_interval = nanoseconds::max();
+  o.wait_limit = nanoseconds::max();
+  o.ping_interval = nanoseconds::max();
+  Fleet a(o), b(o);
+  herd::test::Gate finish;
+  std::atomic<int> loads{0};
+  StringTier ta(a, {.name = "max", .ttl = seconds(60)},
+                [&](const std::string&) {
+                  ++loads;
+                  finish.Wait();
+                  return std::string("from-a");
+                });
+  StringTier tb(b, {.name = "max", .ttl = seconds(60)},
+                [&](const std::string&) {
+                  ++loads;
+                  return std::string("from-b");
+                });
+  // b hears a's write only if it is subscribed when a writes.
+  ASSERT_TRUE(Eventually([&] { return b.Stats().subscribed; }));
+  auto holder = std::async(std::launch::async, [&] { return ta.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return a.Stats().leases_won == 1; }));
+  Client client(server_.port());
+  const int64_t lease_pttl = client.Pttl(ta.RedisKeys("k").lease_key);
+  EXPECT_GT(lease_pttl, int64_t{9223372036855} - 60000);
+  EXPECT_LE(lease_pttl, int64_t{9223372036855});
+
+  auto waiter = std::async(std::launch::async, [&] { return tb.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return b.Stats().waits == 1; }));
+  finish.Open();
+  ASSERT_EQ(waiter.wait_for(kBound), std::future_status::ready);
+  EXPECT_EQ(holder.get(), "from-a");
+  EXPECT_EQ(waiter.get(), "from-a");
+  EXPECT_EQ(loads.load(), 1);
+  EXPECT_EQ(b.Stats().waits, 1u);
+  EXPECT_EQ(b.Stats().wakeups, 1u);
+  EXPECT_EQ(a.Stats().fallbacks + b.Stats().fallbacks, 0u);
+  EXPECT_EQ(client.Pttl(ta.RedisKeys("k").lease_key), -2);  // the write
+}
+
+// fleet.h FleetOptions::poll_interval: "duration::max(): it never polls
+// (only a message, the lease's expiry or wait_limit wakes it)". On the
+// waiter's FakeClock two hours pass (past the hour this option was once
+// clamped to) and a century more: it sleeps on until the holder's message.
+TEST_F(FleetTest, PollIntervalMaxNeverPolls) {
+  FleetOptions holder_options = Options();
+  holder_options.lease_ttl = nanoseconds::max();  // no expiry to wake for
+  Fleet a(holder_options);
+  herd::FakeClock clock;
+  FleetOptions waiter_options = Options();
+  waiter_options.clock = &clock;
+  waiter_options.poll_interval = nanoseconds::max();
+  Fleet b(waiter_options);
+  herd::test::Gate finish;
+  StringTier ta(a, {.name = "np", .ttl = seconds(60)},
+                [&](const std::string&) {
+                  finish.Wait();
+                  return std::string("from-a");
+                });
+  StringTier tb(b, {.name = "np", .ttl = seconds(60)},
+                [&](const std::string&) { return std::string("from-b"); });
+  ASSERT_TRUE(Eventually([&] { return b.Stats().subscribed; }));
+  auto holder = std::async(std::launch::async, [&] { return ta.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return a.Stats().leases_won == 1; }));
+  auto waiter = std::async(std::launch::async, [&] { return tb.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return b.Stats().waits == 1; }));
+  clock.WaitForSleepers(2);  // b's renewer and the waiter
+  clock.Advance(std::chrono::hours(2));
+  clock.Advance(std::chrono::hours(24 * 365 * 100));
+  clock.WaitForSleepers(2);
+  finish.Open();
+  ASSERT_EQ(waiter.wait_for(kBound), std::future_status::ready);
+  EXPECT_EQ(waiter.get(), "from-a");
+  EXPECT_EQ(holder.get(), "from-a");
+  // One sleep, ended by the message: a poll would have READ again (a
+  // second sleep, or a value found by a timed-out sleep, no wakeup).
+  EXPECT_EQ(b.Stats().waits, 1u);
+  EXPECT_EQ(b.Stats().wakeups, 1u);
+  EXPECT_EQ(b.Stats().fallbacks, 0u);
+}
+
 // tier.h TierOptions::executor: a refresh the executor refuses gives its
 // lease back (fleet.h Release()), so the next stale read can refresh.
 TEST_F(FleetTest, ARefreshTheExecutorRefusesReleasesItsLease) {
@@ -1047,6 +1205,39 @@ TEST(FleetFailSafe, UnreachableRedisFallsBackAndTheBreakerStopsTrying) {
   EXPECT_NE(s.breaker, CircuitBreaker::State::kClosed);
   EXPECT_FALSE(tier.Put("k", "v"));
   EXPECT_FALSE(tier.Invalidate("k"));
+}
+
+// fleet.h FleetOptions::reconnect_backoff_max: "duration::max() lets it
+// double without a cap" (its first delay, from reconnect_backoff_min =
+// duration::max(), is at least half of that), and the deadline saturates
+// instead of overflowing. On the Fleet's FakeClock neither two hours (past
+// the hour this option was once clamped to) nor a century end it: no
+// second connect is tried.
+TEST(FleetFailSafe, AReconnectBackoffOfDurationMaxIsNotCutShort) {
+  RedisServer server;
+  HERD_START_REDIS(server);
+  const int port = server.port();
+  server.Kill();  // nothing listens there now
+  herd::FakeClock clock;
+  FleetOptions o = FaultOptions(port);
+  o.clock = &clock;
+  o.reconnect_backoff_min = nanoseconds::max();
+  o.reconnect_backoff_max = nanoseconds::max();
+  o.breaker.failure_threshold = 1000;  // only the backoff holds connects back
+  Fleet fleet(o);
+  StringTier tier(fleet, {.name = "b"}, [](const std::string& k) { return k; });
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  clock.Advance(std::chrono::hours(2));
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  clock.Advance(std::chrono::hours(24 * 365 * 100));
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  EXPECT_EQ(fleet.Stats().fallbacks, 4u);
+  EXPECT_EQ(fleet.Stats().breaker, CircuitBreaker::State::kClosed);
 }
 
 // A stream of flights on several keys while Redis goes away and comes back.

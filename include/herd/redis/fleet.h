@@ -109,15 +109,29 @@ struct FleetOptions {
   // test) its own.
   std::string prefix = "herd:";
 
-  // Timeouts. REQUIRES: > 0 (duration::max() is clamped to one hour).
+  // Every duration below is used as given: none is clamped. One that is
+  // added to a time saturates there instead of overflowing, so
+  // duration::max() means "no limit", as each option says.
+  //
+  // connect_timeout bounds the TCP connect of each new connection (the
+  // pool's and the subscription's); command_timeout each read and write on
+  // it, the AUTH and SELECT after a connect included. duration::max() waits
+  // without a limit of herd's: hiredis then waits for a connect at most
+  // INT_MAX ms (about 24.8 days; the kernel's own TCP connect timeout may
+  // end it sooner), and a command as long as the server takes.
+  // REQUIRES: >= 1 ms (hiredis waits for a connect in whole milliseconds).
   std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds(200);
   std::chrono::nanoseconds command_timeout = std::chrono::milliseconds(100);
   // Connections in the pool; a command waits at most command_timeout for
   // one to be free. REQUIRES: >= 1.
   size_t pool_size = 8;
   // A failed connect delays the next one by a backoff that doubles from
-  // reconnect_backoff_min to reconnect_backoff_max (with jitter), for the
-  // pool and for the subscription. REQUIRES: 0 < min <= max.
+  // reconnect_backoff_min to reconnect_backoff_max (with jitter: each delay
+  // is drawn from [d / 2, d]), for the pool and for the subscription.
+  // reconnect_backoff_max = duration::max() lets it double without a cap,
+  // and a delay past the end of `clock`'s range never ends: after enough
+  // failures that connection is not tried again.
+  // REQUIRES: 0 < reconnect_backoff_min <= reconnect_backoff_max.
   std::chrono::nanoseconds reconnect_backoff_min = std::chrono::milliseconds(50);
   std::chrono::nanoseconds reconnect_backoff_max = std::chrono::seconds(1);
   // Guards the connection: a connect failure, a timeout or a lost connection
@@ -127,18 +141,28 @@ struct FleetOptions {
   CircuitBreakerOptions breaker = {.failure_threshold = 3,
                                    .open_duration = std::chrono::seconds(1)};
 
-  // How long a lease lasts without renewal; its holder renews it every
-  // lease_ttl / 3 while its load runs. REQUIRES: >= 3 ms.
+  // How long a lease lasts without renewal, sent to Redis as PX in whole
+  // milliseconds, rounded up; its holder renews it every lease_ttl / 3
+  // while its load runs. duration::max() is sent as 9223372036855 ms
+  // (about 292 years, which Redis accepts): in practice only its holder's
+  // write or release, a Put or an Invalidate ends such a lease, and the
+  // waiters of a holder that died wait for wait_limit. REQUIRES: >= 3 ms.
   std::chrono::nanoseconds lease_ttl = std::chrono::seconds(2);
   // A waiter READs again after a jittered [poll_interval / 2,
-  // poll_interval], if no message woke it first. REQUIRES: > 0.
+  // poll_interval], if no message woke it first. duration::max(): it never
+  // polls (only a message, the lease's expiry or wait_limit wakes it).
+  // REQUIRES: > 0.
   std::chrono::nanoseconds poll_interval = std::chrono::milliseconds(100);
   // A waiter that has waited this long for another process's load runs the
   // loader itself (a fallback). duration::max() waits as long as the holder
   // keeps its lease (as Share::Do waits for its flight). REQUIRES: >= 0.
   std::chrono::nanoseconds wait_limit = std::chrono::nanoseconds::max();
   // The subscription PINGs Redis after this long without traffic and
-  // reconnects if no answer comes within another. REQUIRES: > 0.
+  // reconnects if no answer comes within another; in real time, rounded up
+  // to whole milliseconds, whatever `clock` is. From INT_MAX ms (about
+  // 24.8 days) on, duration::max() included, it never PINGs (a server
+  // that stops answering is then found by TCP keepalive only).
+  // REQUIRES: > 0.
   std::chrono::nanoseconds ping_interval = std::chrono::seconds(1);
 
   // Reads time for the breaker, backoffs, renewals, polls and load times
