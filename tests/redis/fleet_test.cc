@@ -1240,6 +1240,48 @@ TEST(FleetFailSafe, AReconnectBackoffOfDurationMaxIsNotCutShort) {
   EXPECT_EQ(fleet.Stats().breaker, CircuitBreaker::State::kClosed);
 }
 
+// fleet.h FleetOptions: the timeouts "run in real time (the kernel's),
+// whatever `clock` is", and so does the wait for a free pool connection
+// ("in real time, std::chrono::steady_clock"). With a FakeClock that never
+// moves and a paused server, a call that holds the pool's one connection
+// and a call that waits for it both end in a fallback within real bounds.
+TEST(FleetFailSafe, TimeoutsAndThePoolWaitRunInRealTimeWhateverTheClock) {
+  RedisServer server;
+  HERD_START_REDIS(server);
+  herd::FakeClock clock;
+  FleetOptions o = FaultOptions(server.port());
+  o.clock = &clock;
+  o.pool_size = 1;
+  o.command_timeout = milliseconds(200);
+  o.breaker.failure_threshold = 1000;  // the breaker stays closed
+  Fleet fleet(o);
+  StringTier tier(fleet, {.name = "rt", .ttl = seconds(60)},
+                  [](const std::string& k) { return "v:" + k; });
+  ASSERT_EQ(tier.Load("warm"), "v:warm");  // the connection is open
+  const auto fake_start = clock.Now();
+  server.Pause();
+  const uint64_t sent = fleet.Stats().commands;
+  const auto t0 = SteadyTime::now();
+  auto holder = std::async(std::launch::async, [&] { return tier.Fetch("a"); });
+  // The holder's READ is on the wire: the pool's one connection is taken.
+  ASSERT_TRUE(Eventually([&] { return fleet.Stats().commands == sent + 1; }));
+  const Loaded<std::string> waited = tier.Fetch("b");
+  ASSERT_EQ(holder.wait_for(kBound), std::future_status::ready);
+  const Loaded<std::string> held = holder.get();
+  const auto took = SteadyTime::now() - t0;
+  server.Resume();
+  EXPECT_EQ(held.value, "v:a");
+  EXPECT_EQ(held.source, Source::kLocal);
+  EXPECT_EQ(waited.value, "v:b");
+  EXPECT_EQ(waited.source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().fallbacks, 2u);
+  EXPECT_EQ(clock.Now(), fake_start);  // no fake time passed
+  // One command timeout for the holder; the waiter's pool wait (or, if the
+  // holder's timeout freed the slot first, its own command) overlaps it.
+  EXPECT_LT(took, 2 * o.command_timeout + seconds(1))
+      << std::chrono::duration_cast<milliseconds>(took).count() << " ms";
+}
+
 // A stream of flights on several keys while Redis goes away and comes back.
 class Workload {
  public:

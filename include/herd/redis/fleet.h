@@ -61,8 +61,11 @@
 // expiry) and is slowed by at most connect_timeout (only when it must open a
 // connection to a host that does not answer) plus command_timeout (plus, if
 // all pool_size connections are busy, up to command_timeout waiting for
-// one); once the breaker opens, by nothing. The breaker's trial calls find Redis back, and
-// the pool and the subscription reconnect by themselves, with backoff.
+// one); once the breaker opens, by nothing. That bound leaves out name
+// resolution: a host given as a name is resolved on each connect, before
+// connect_timeout starts and without a bound of herd's (give an address for
+// the bound to hold). The breaker's trial calls find Redis back, and the
+// pool and the subscription reconnect by themselves, with backoff.
 //
 // Redis keys: `<prefix><namespace>:v:<key>` holds a value,
 // `<prefix><namespace>:l:<key>` its lease; `<prefix>events@<db>` is the
@@ -118,12 +121,17 @@ struct FleetOptions {
   // it, the AUTH and SELECT after a connect included. duration::max() waits
   // without a limit of herd's: hiredis then waits for a connect at most
   // INT_MAX ms (about 24.8 days; the kernel's own TCP connect timeout may
-  // end it sooner), and a command as long as the server takes.
+  // end it sooner), and a command as long as the server takes. Both run in
+  // real time (the kernel's), whatever `clock` is. A host given as a name
+  // is resolved (getaddrinfo) before the connect starts, and that
+  // resolution is NOT bounded by connect_timeout: give an address (e.g.
+  // "127.0.0.1") for the bound to hold.
   // REQUIRES: >= 1 ms (hiredis waits for a connect in whole milliseconds).
   std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds(200);
   std::chrono::nanoseconds command_timeout = std::chrono::milliseconds(100);
   // Connections in the pool; a command waits at most command_timeout for
-  // one to be free. REQUIRES: >= 1.
+  // one to be free (in real time, std::chrono::steady_clock, whatever
+  // `clock` is). REQUIRES: >= 1.
   size_t pool_size = 8;
   // A failed connect delays the next one by a backoff that doubles from
   // reconnect_backoff_min to reconnect_backoff_max (with jitter: each delay
@@ -165,9 +173,10 @@ struct FleetOptions {
   // REQUIRES: > 0.
   std::chrono::nanoseconds ping_interval = std::chrono::seconds(1);
 
-  // Reads time for the breaker, backoffs, renewals, polls and load times
-  // (values' ages come from Redis's clock). nullptr means Clock::Steady().
-  // Must outlive the Fleet.
+  // Reads time for the breaker, backoffs, renewals, polls, wait_limit and
+  // load times (values' ages come from Redis's clock). Not for the socket
+  // timeouts, the wait for a free pool connection or ping_interval, which
+  // run in real time. nullptr means Clock::Steady(). Must outlive the Fleet.
   const Clock* clock = nullptr;
   // Seeds the jitter; 0 draws a seed. Lease tokens are always random.
   uint64_t seed = 0;
