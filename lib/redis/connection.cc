@@ -6,6 +6,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "herd/internal/time.h"
@@ -14,13 +15,20 @@ namespace herd::redis::internal {
 
 timeval ToTimeval(std::chrono::nanoseconds d) {
   using std::chrono::microseconds;
-  const microseconds us = std::clamp<microseconds>(
-      herd::internal::SaturatingCast<microseconds>(d),
-      std::chrono::milliseconds(1), std::chrono::hours(1));
+  // Never {0, 0}, which hiredis and setsockopt read as "no timeout".
+  const microseconds us = std::max(
+      herd::internal::SaturatingCast<microseconds>(d), microseconds(1));
   timeval tv;
   tv.tv_sec = static_cast<time_t>(us.count() / 1000000);
   tv.tv_usec = static_cast<suseconds_t>(us.count() % 1000000);
   return tv;
+}
+
+int PollMillis(std::chrono::nanoseconds d) {
+  const int64_t ms = herd::internal::SaturatingCast<std::chrono::milliseconds>(
+                         std::max(d, std::chrono::nanoseconds(1)))
+                         .count();
+  return ms >= std::numeric_limits<int>::max() ? -1 : static_cast<int>(ms);
 }
 
 SigpipeBlock::SigpipeBlock() {
@@ -185,7 +193,9 @@ bool Pool::Open(Slot* slot, std::string* error) {
   herd::internal::MutexLock lock(&mu_);
   if (c == nullptr) {
     ++connect_failures_;
-    next_connect_ = clock_.Now() + backoff_.Fail();
+    // Saturating: reconnect_backoff_max may be duration::max().
+    next_connect_ =
+        herd::internal::SaturatingAdd(clock_.Now(), backoff_.Fail());
     slot->reserved = false;
     Free();
     return false;

@@ -45,8 +45,17 @@ struct ReplyDeleter {
 };
 using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 
-// `d` as a timeval, at least 1 ms and at most one hour.
+// `d` as a timeval, rounded up to whole microseconds (at least 1), never
+// clamped above: nanoseconds::max() is about 292 years, which hiredis 0.14
+// accepts for a connect (it waits at most INT_MAX ms, about 24.8 days, in
+// one poll) and the kernel for SO_RCVTIMEO / SO_SNDTIMEO (it saturates to
+// no limit). REQUIRES: d >= 1 ms (FleetOptions' check).
 timeval ToTimeval(std::chrono::nanoseconds d);
+
+// `d` as a poll(2) timeout: whole milliseconds, rounded up, at least 1; -1
+// (wait without limit) from INT_MAX ms (about 24.8 days) on, so that
+// nanoseconds::max() never wakes.
+int PollMillis(std::chrono::nanoseconds d);
 
 // Opens a connection with connect_timeout, sets command_timeout on it and
 // TCP keepalive, then AUTH and SELECT as the options ask. Returns null, with

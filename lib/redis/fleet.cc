@@ -59,30 +59,35 @@ FleetOptions Checked(FleetOptions o) {
   auto fail = [](const char* what) {
     throw std::invalid_argument(std::string("herd::redis::Fleet: ") + what);
   };
-  if (o.host.empty()) fail("host is empty");
-  if (o.port <= 0 || o.port >= 65536) fail("port outside (0, 65536)");
-  if (o.db < 0) fail("db < 0");
-  if (!(o.connect_timeout > nanoseconds::zero())) fail("connect_timeout <= 0");
-  if (!(o.command_timeout > nanoseconds::zero())) fail("command_timeout <= 0");
-  if (o.pool_size < 1) fail("pool_size < 1");
-  if (!(o.reconnect_backoff_min > nanoseconds::zero()) ||
-      o.reconnect_backoff_max < o.reconnect_backoff_min) {
-    fail("reconnect backoff: need 0 < min <= max");
+  // Each message names the option and the range it must lie in. Nothing is
+  // clamped: a value is used as given, and duration::max() saturates
+  // wherever it is added to a time (fleet.h says what it means per option).
+  if (o.host.empty()) fail("host must not be empty");
+  if (o.port <= 0 || o.port >= 65536) fail("port must be in [1, 65535]");
+  if (o.db < 0) fail("db must be >= 0");
+  // hiredis waits for a connect in whole milliseconds: a shorter timeout
+  // could not be kept.
+  if (o.connect_timeout < milliseconds(1)) {
+    fail("connect_timeout must be >= 1 ms");
   }
-  if (o.lease_ttl < milliseconds(3)) fail("lease_ttl < 3 ms");
-  if (!(o.poll_interval > nanoseconds::zero())) fail("poll_interval <= 0");
-  if (o.wait_limit < nanoseconds::zero()) fail("wait_limit < 0");
-  if (!(o.ping_interval > nanoseconds::zero())) fail("ping_interval <= 0");
-  // Clamp what the wire carries to something Redis and timeval accept.
-  const nanoseconds hour = std::chrono::hours(1);
-  o.connect_timeout = std::min(o.connect_timeout, hour);
-  o.command_timeout = std::min(o.command_timeout, hour);
-  o.lease_ttl = std::min<nanoseconds>(o.lease_ttl, std::chrono::hours(24));
-  o.poll_interval = std::min(o.poll_interval, hour);
-  o.ping_interval = std::min(o.ping_interval, hour);
-  o.reconnect_backoff_max = std::min(o.reconnect_backoff_max, hour);
-  o.reconnect_backoff_min =
-      std::min(o.reconnect_backoff_min, o.reconnect_backoff_max);
+  if (o.command_timeout < milliseconds(1)) {
+    fail("command_timeout must be >= 1 ms");
+  }
+  if (o.pool_size < 1) fail("pool_size must be >= 1");
+  if (!(o.reconnect_backoff_min > nanoseconds::zero())) {
+    fail("reconnect_backoff_min must be > 0");
+  }
+  if (o.reconnect_backoff_max < o.reconnect_backoff_min) {
+    fail("reconnect_backoff_max must be >= reconnect_backoff_min");
+  }
+  if (o.lease_ttl < milliseconds(3)) fail("lease_ttl must be >= 3 ms");
+  if (!(o.poll_interval > nanoseconds::zero())) {
+    fail("poll_interval must be > 0");
+  }
+  if (o.wait_limit < nanoseconds::zero()) fail("wait_limit must be >= 0");
+  if (!(o.ping_interval > nanoseconds::zero())) {
+    fail("ping_interval must be > 0");
+  }
   if (o.clock == nullptr) o.clock = &Clock::Steady();
   if (o.breaker.clock == nullptr) o.breaker.clock = o.clock;
   if (o.seed == 0) o.seed = (uint64_t{std::random_device{}()} << 32) ^
@@ -90,9 +95,17 @@ FleetOptions Checked(FleetOptions o) {
   return o;
 }
 
-// Whole milliseconds, rounded up, for PX / PEXPIRE.
+// Whole milliseconds, rounded up, for PX / PEXPIRE. nanoseconds::max() is
+// 9223372036855 ms (about 292 years), which Redis accepts.
 int64_t CeilMillis(nanoseconds d) {
   return herd::internal::SaturatingCast<milliseconds>(d).count();
+}
+
+// A count of milliseconds from Redis (an age, a PTTL) as nanoseconds,
+// saturating: a PTTL set from a ttl near nanoseconds::max() is rounded up
+// to whole milliseconds, past what nanoseconds can hold.
+nanoseconds FromMillis(int64_t ms) {
+  return herd::internal::SaturatingCast<nanoseconds>(milliseconds(ms));
 }
 
 // Lets a thread asleep in Clock::SleepUntil be woken: each Notify() stops
@@ -291,7 +304,8 @@ class Fleet::Impl::Hold {
       : impl_(impl), held_(std::make_shared<Held>()) {
     held_->lease_key = std::string(lease_key);
     held_->token = std::string(token);
-    held_->due = impl_->clock.Now() + impl_->options.lease_ttl / 3;
+    held_->due = herd::internal::SaturatingAdd(impl_->clock.Now(),
+                                               impl_->options.lease_ttl / 3);
     {
       herd::internal::MutexLock lock(&impl_->renew_mu);
       id_ = impl_->next_hold++;
@@ -557,8 +571,16 @@ FetchResult Fleet::Impl::Fetch(
       case ReadResult::kValue: {
         internal::Envelope env;
         const bool parsed = internal::ParseEnvelope(r.value, &env);
-        if (!parsed || r.age_ms < 0 || env.tag != policy.tag ||
-            !decode(env.payload)) {
+        bool accepted = false;
+        if (parsed && r.age_ms >= 0 && env.tag == policy.tag) {
+          try {
+            accepted = decode(env.payload);
+          } catch (...) {
+            // A codec that throws on bytes it does not accept: a decode
+            // error like any other (codec.h), never the caller's exception.
+          }
+        }
+        if (!accepted) {
           Add(n.decode_errors);
           // READ treats the value with this id as missing from now on.
           forced = std::string(LuaId(r.value));
@@ -569,11 +591,11 @@ FetchResult Fleet::Impl::Fetch(
         FetchResult result;
         result.source = Source::kRedis;
         result.stale = r.stale;
-        result.age = milliseconds(r.age_ms) + trip;
+        result.age = FromMillis(r.age_ms) + trip;
         result.expires_in =
             r.pttl_ms < 0
                 ? nanoseconds::max()
-                : std::max(nanoseconds::zero(), milliseconds(r.pttl_ms) - trip);
+                : std::max(nanoseconds::zero(), FromMillis(r.pttl_ms) - trip);
         if (r.stale) Add(n.stale_served);
         if (r.won) {
           Add(n.leases_won);
@@ -606,11 +628,14 @@ FetchResult Fleet::Impl::Fetch(
         }
         const Clock::time_point now = clock.Now();
         if (give_up && now >= *give_up) return Fallback(load);
-        Clock::time_point until = now + Jitter(options.poll_interval);
+        // Saturating: poll_interval and lease_ttl may be duration::max().
+        Clock::time_point until = herd::internal::SaturatingAdd(
+            now, Jitter(options.poll_interval));
         if (r.lease_pttl_ms >= 0) {
           // Wake as the lease expires, to take it over at once.
-          until = std::min(until,
-                           now + milliseconds(r.lease_pttl_ms + 1));
+          until = std::min(until, herd::internal::SaturatingAdd(
+                                      now, milliseconds(r.lease_pttl_ms) +
+                                               milliseconds(1)));
         }
         if (give_up) until = std::min(until, *give_up);
         Add(n.waits);
@@ -719,7 +744,8 @@ void Fleet::Impl::RenewLoop(std::stop_token stop) {
         if (h->lost.load()) continue;  // refused once: it will not come back
         if (h->due <= now) {
           due.push_back(h);
-          h->due = now + period;  // the next try, whatever this one gives
+          // The next try, whatever this one gives.
+          h->due = herd::internal::SaturatingAdd(now, period);
         }
         next = std::min(next, h->due);
       }
@@ -752,7 +778,8 @@ void Fleet::Impl::SubscribeLoop(std::stop_token stop) {
       if (r == nullptr || r->type != REDIS_REPLY_ARRAY) c.reset();
     }
     if (c == nullptr) {
-      clock.SleepUntil(clock.Now() + backoff.Fail(), stop);
+      clock.SleepUntil(
+          herd::internal::SaturatingAdd(clock.Now(), backoff.Fail()), stop);
       continue;
     }
     backoff.Succeed();
@@ -770,8 +797,7 @@ void Fleet::Impl::SubscribeLoop(std::stop_token stop) {
 }
 
 void Fleet::Impl::ReadLoop(redisContext* c, const std::stop_token& stop) {
-  const int ping_ms = static_cast<int>(std::max<int64_t>(
-      1, CeilMillis(options.ping_interval)));
+  const int ping_ms = internal::PollMillis(options.ping_interval);
   bool ping_pending = false;
   for (;;) {
     for (;;) {  // every reply already read

@@ -22,11 +22,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "herd/clock.h"
 #include "herd/redis/codec.h"
 #include "herd/redis/fleet.h"
 #include "herd/redis/tier.h"
 #include "herd/share.h"
 #include "tests/redis/testing.h"
+#include "tests/testing/scripted_executors.h"
 #include "tests/testing/sync.h"
 
 namespace herd::redis {
@@ -157,40 +159,106 @@ TEST(FleetCodec, KeyCodecsRoundTripAndRejectGarbage) {
 
 // --- Options (no server) -----------------------------------------------------------
 
+// fleet.h Fleet(): "Throws: std::invalid_argument if an option breaks its
+// REQUIRES", with a message that names the option: each bound one step
+// outside (zero, negative, just below the least value, duration::min()).
 TEST(FleetOptionsTest, EachRequiresIsChecked) {
-  auto bad = [](auto change) {
+  auto bad = [](const std::string& name, auto change) {
     FleetOptions o = OptionsFor(6379);
     change(o);
-    EXPECT_THROW(Fleet fleet(o), std::invalid_argument);
+    try {
+      Fleet fleet(o);
+      ADD_FAILURE() << name << ": accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_THAT(e.what(), ::testing::HasSubstr(name));
+    }
   };
-  bad([](FleetOptions& o) { o.host = ""; });
-  bad([](FleetOptions& o) { o.port = 0; });
-  bad([](FleetOptions& o) { o.port = 65536; });
-  bad([](FleetOptions& o) { o.db = -1; });
-  bad([](FleetOptions& o) { o.connect_timeout = nanoseconds(0); });
-  bad([](FleetOptions& o) { o.command_timeout = -milliseconds(1); });
-  bad([](FleetOptions& o) { o.pool_size = 0; });
-  bad([](FleetOptions& o) { o.reconnect_backoff_min = nanoseconds(0); });
-  bad([](FleetOptions& o) {
-    o.reconnect_backoff_min = seconds(2);
-    o.reconnect_backoff_max = seconds(1);
+  bad("host", [](FleetOptions& o) { o.host = ""; });
+  bad("port", [](FleetOptions& o) { o.port = 0; });
+  bad("port", [](FleetOptions& o) { o.port = 65536; });
+  bad("db", [](FleetOptions& o) { o.db = -1; });
+  bad("pool_size", [](FleetOptions& o) { o.pool_size = 0; });
+  // Timeouts: REQUIRES >= 1 ms.
+  for (const nanoseconds d : {nanoseconds(0), -nanoseconds(1),
+                              milliseconds(1) - nanoseconds(1),
+                              nanoseconds(999), nanoseconds::min()}) {
+    bad("connect_timeout", [d](FleetOptions& o) { o.connect_timeout = d; });
+    bad("command_timeout", [d](FleetOptions& o) { o.command_timeout = d; });
+  }
+  // > 0.
+  for (const nanoseconds d : {nanoseconds(0), -nanoseconds(1),
+                              nanoseconds::min()}) {
+    bad("reconnect_backoff_min",
+        [d](FleetOptions& o) { o.reconnect_backoff_min = d; });
+    bad("poll_interval", [d](FleetOptions& o) { o.poll_interval = d; });
+    bad("ping_interval", [d](FleetOptions& o) { o.ping_interval = d; });
+  }
+  bad("reconnect_backoff_max", [](FleetOptions& o) {
+    o.reconnect_backoff_min = seconds(1);
+    o.reconnect_backoff_max = seconds(1) - nanoseconds(1);
   });
-  bad([](FleetOptions& o) { o.lease_ttl = milliseconds(2); });
-  bad([](FleetOptions& o) { o.poll_interval = nanoseconds(0); });
-  bad([](FleetOptions& o) { o.wait_limit = -nanoseconds(1); });
-  bad([](FleetOptions& o) { o.ping_interval = nanoseconds(0); });
-  bad([](FleetOptions& o) { o.breaker.failure_threshold = 0; });
+  // lease_ttl >= 3 ms.
+  for (const nanoseconds d : {nanoseconds(0), -nanoseconds(1),
+                              milliseconds(3) - nanoseconds(1),
+                              nanoseconds::min()}) {
+    bad("lease_ttl", [d](FleetOptions& o) { o.lease_ttl = d; });
+  }
+  // wait_limit >= 0.
+  for (const nanoseconds d : {-nanoseconds(1), nanoseconds::min()}) {
+    bad("wait_limit", [d](FleetOptions& o) { o.wait_limit = d; });
+  }
+  bad("failure_threshold",
+      [](FleetOptions& o) { o.breaker.failure_threshold = 0; });
 }
 
-TEST(FleetOptionsTest, MaximalDurationsMeanNoLimitAndAreAccepted) {
-  FleetOptions o = OptionsFor(6379);
-  o.connect_timeout = nanoseconds::max();
-  o.command_timeout = nanoseconds::max();
-  o.lease_ttl = nanoseconds::max();
-  o.poll_interval = nanoseconds::max();
-  o.wait_limit = nanoseconds::max();
-  o.reconnect_backoff_max = nanoseconds::max();
-  EXPECT_NO_THROW(Fleet fleet(o));
+// fleet.h FleetOptions: "Every duration below is used as given: none is
+// clamped". The least value each REQUIRES allows is accepted, and so are
+// duration::max() and values past the clamps this tier once applied
+// silently (an hour for timeouts, intervals and backoffs, a day for leases).
+TEST(FleetOptionsTest, LimitsAndMaximaAreAcceptedAndKeptAsGiven) {
+  auto expect_kept = [](const FleetOptions& o) {
+    Fleet fleet(o);
+    const FleetOptions& kept = fleet.options();
+    EXPECT_EQ(kept.connect_timeout, o.connect_timeout);
+    EXPECT_EQ(kept.command_timeout, o.command_timeout);
+    EXPECT_EQ(kept.reconnect_backoff_min, o.reconnect_backoff_min);
+    EXPECT_EQ(kept.reconnect_backoff_max, o.reconnect_backoff_max);
+    EXPECT_EQ(kept.lease_ttl, o.lease_ttl);
+    EXPECT_EQ(kept.poll_interval, o.poll_interval);
+    EXPECT_EQ(kept.wait_limit, o.wait_limit);
+    EXPECT_EQ(kept.ping_interval, o.ping_interval);
+  };
+  FleetOptions least = OptionsFor(6379);
+  least.connect_timeout = milliseconds(1);
+  least.command_timeout = milliseconds(1);
+  least.reconnect_backoff_min = nanoseconds(1);
+  least.reconnect_backoff_max = nanoseconds(1);
+  least.lease_ttl = milliseconds(3);
+  least.poll_interval = nanoseconds(1);
+  least.wait_limit = nanoseconds(0);
+  least.ping_interval = nanoseconds(1);
+  expect_kept(least);
+
+  FleetOptions past_old_clamps = OptionsFor(6379);
+  past_old_clamps.connect_timeout = std::chrono::hours(2);
+  past_old_clamps.command_timeout = std::chrono::hours(2);
+  past_old_clamps.reconnect_backoff_min = std::chrono::hours(2);
+  past_old_clamps.reconnect_backoff_max = std::chrono::hours(3);
+  past_old_clamps.lease_ttl = std::chrono::hours(25);
+  past_old_clamps.poll_interval = std::chrono::hours(2);
+  past_old_clamps.ping_interval = std::chrono::hours(2);
+  expect_kept(past_old_clamps);
+
+  FleetOptions most = OptionsFor(6379);
+  most.connect_timeout = nanoseconds::max();
+  most.command_timeout = nanoseconds::max();
+  most.reconnect_backoff_min = nanoseconds::max();
+  most.reconnect_backoff_max = nanoseconds::max();
+  most.lease_ttl = nanoseconds::max();
+  most.poll_interval = nanoseconds::max();
+  most.wait_limit = nanoseconds::max();
+  most.ping_interval = nanoseconds::max();
+  expect_kept(most);
 }
 
 TEST(FleetOptionsTest, TierChecksItsOptionsAndLoader) {
@@ -655,6 +723,97 @@ TEST_F(FleetTest, AWaiterPastWaitLimitLoadsByItself) {
   EXPECT_EQ(holder.get(), "slow");
 }
 
+// fleet.h FleetOptions: duration::max() means "no limit" for every duration,
+// and a Fleet built so works against a server. Its lease is sent as
+// 9223372036855 ms ("about 292 years, which Redis accepts"), not cut to a
+// day; the waiter, which never polls and whose lease never expires, is woken
+// by the holder's message.
+TEST_F(FleetTest, DurationMaxMeansNoLimitAgainstAServer) {
+  FleetOptions o = Options();
+  o.connect_timeout = nanoseconds::max();
+  o.command_timeout = nanoseconds::max();
+  o.reconnect_backoff_max = nanoseconds::max();
+  o.lease_ttl = nanoseconds::max();
+  o.poll_interval = nanoseconds::max();
+  o.wait_limit = nanoseconds::max();
+  o.ping_interval = nanoseconds::max();
+  Fleet a(o), b(o);
+  herd::test::Gate finish;
+  std::atomic<int> loads{0};
+  StringTier ta(a, {.name = "max", .ttl = seconds(60)},
+                [&](const std::string&) {
+                  ++loads;
+                  finish.Wait();
+                  return std::string("from-a");
+                });
+  StringTier tb(b, {.name = "max", .ttl = seconds(60)},
+                [&](const std::string&) {
+                  ++loads;
+                  return std::string("from-b");
+                });
+  // b hears a's write only if it is subscribed when a writes.
+  ASSERT_TRUE(Eventually([&] { return b.Stats().subscribed; }));
+  auto holder = std::async(std::launch::async, [&] { return ta.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return a.Stats().leases_won == 1; }));
+  Client client(server_.port());
+  const int64_t lease_pttl = client.Pttl(ta.RedisKeys("k").lease_key);
+  EXPECT_GT(lease_pttl, int64_t{9223372036855} - 60000);
+  EXPECT_LE(lease_pttl, int64_t{9223372036855});
+
+  auto waiter = std::async(std::launch::async, [&] { return tb.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return b.Stats().waits == 1; }));
+  finish.Open();
+  ASSERT_EQ(waiter.wait_for(kBound), std::future_status::ready);
+  EXPECT_EQ(holder.get(), "from-a");
+  EXPECT_EQ(waiter.get(), "from-a");
+  EXPECT_EQ(loads.load(), 1);
+  EXPECT_EQ(b.Stats().waits, 1u);
+  EXPECT_EQ(b.Stats().wakeups, 1u);
+  EXPECT_EQ(a.Stats().fallbacks + b.Stats().fallbacks, 0u);
+  EXPECT_EQ(client.Pttl(ta.RedisKeys("k").lease_key), -2);  // the write
+}
+
+// fleet.h FleetOptions::poll_interval: "duration::max(): it never polls
+// (only a message, the lease's expiry or wait_limit wakes it)". On the
+// waiter's FakeClock two hours pass (past the hour this option was once
+// clamped to) and a century more: it sleeps on until the holder's message.
+TEST_F(FleetTest, PollIntervalMaxNeverPolls) {
+  FleetOptions holder_options = Options();
+  holder_options.lease_ttl = nanoseconds::max();  // no expiry to wake for
+  Fleet a(holder_options);
+  herd::FakeClock clock;
+  FleetOptions waiter_options = Options();
+  waiter_options.clock = &clock;
+  waiter_options.poll_interval = nanoseconds::max();
+  Fleet b(waiter_options);
+  herd::test::Gate finish;
+  StringTier ta(a, {.name = "np", .ttl = seconds(60)},
+                [&](const std::string&) {
+                  finish.Wait();
+                  return std::string("from-a");
+                });
+  StringTier tb(b, {.name = "np", .ttl = seconds(60)},
+                [&](const std::string&) { return std::string("from-b"); });
+  ASSERT_TRUE(Eventually([&] { return b.Stats().subscribed; }));
+  auto holder = std::async(std::launch::async, [&] { return ta.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return a.Stats().leases_won == 1; }));
+  auto waiter = std::async(std::launch::async, [&] { return tb.Load("k"); });
+  ASSERT_TRUE(Eventually([&] { return b.Stats().waits == 1; }));
+  clock.WaitForSleepers(2);  // b's renewer and the waiter
+  clock.Advance(std::chrono::hours(2));
+  clock.Advance(std::chrono::hours(24 * 365 * 100));
+  clock.WaitForSleepers(2);
+  finish.Open();
+  ASSERT_EQ(waiter.wait_for(kBound), std::future_status::ready);
+  EXPECT_EQ(waiter.get(), "from-a");
+  EXPECT_EQ(holder.get(), "from-a");
+  // One sleep, ended by the message: a poll would have READ again (a
+  // second sleep, or a value found by a timed-out sleep, no wakeup).
+  EXPECT_EQ(b.Stats().waits, 1u);
+  EXPECT_EQ(b.Stats().wakeups, 1u);
+  EXPECT_EQ(b.Stats().fallbacks, 0u);
+}
+
 // tier.h TierOptions::executor: a refresh the executor refuses gives its
 // lease back (fleet.h Release()), so the next stale read can refresh.
 TEST_F(FleetTest, ARefreshTheExecutorRefusesReleasesItsLease) {
@@ -680,6 +839,59 @@ TEST_F(FleetTest, ARefreshTheExecutorRefusesReleasesItsLease) {
   EXPECT_TRUE(tier.Fetch("k").stale);
   EXPECT_EQ(fleet.Stats().refreshes, 2u);  // the lease was free again
   EXPECT_EQ(loads.load(), 1);
+}
+
+// tier.h TierOptions::executor: "A refresh the executor does not run ...
+// gives its lease back exactly once (one RELEASE); one it runs and then
+// throws from has refreshed, and nothing more is sent". Redis's and the
+// Fleet's own counts of the commands of one stale Fetch: its READ, then one
+// RELEASE (or the refresh's WRITE), never a second RELEASE.
+TEST_F(FleetTest, ARefreshTheExecutorDoesNotTakeReleasesItsLeaseOnce) {
+  herd::test::RefusingExecutor refusing;
+  herd::test::RunThenThrowExecutor run_then_throw;
+  herd::test::KeepThenThrowExecutor keep_then_throw;
+  herd::test::DroppingExecutor dropping;
+  const std::vector<std::pair<std::string, ExecutorRef>> executors = {
+      {"refusing", refusing},
+      {"run_then_throw", run_then_throw},
+      {"keep_then_throw", keep_then_throw},
+      {"dropping", dropping},
+  };
+  FleetOptions o = Options();
+  o.lease_ttl = seconds(60);  // no renewal in a refresh
+  Fleet fleet(o);
+  Client client(server_.port());
+  // Loads the RELEASE script, so that no SCRIPT LOAD falls in a count.
+  ASSERT_FALSE(fleet.Release(KeyRef{"warm:v", "warm:l"}, "nobody"));
+  for (const auto& [what, executor] : executors) {
+    std::atomic<int> loads{0};
+    StringTier tier(fleet,
+                    {.name = "once_" + what,
+                     .ttl = seconds(60),
+                     .refresh_after = milliseconds(50),
+                     .executor = executor},
+                    [&](const std::string&) {
+                      return "v" + std::to_string(++loads);
+                    });
+    EXPECT_EQ(tier.Load("k"), "v1") << what;
+    const KeyRef keys = tier.RedisKeys("k");
+    ASSERT_TRUE(Eventually([&] { return client.Pttl(keys.value_key) < 59900; }))
+        << what;
+    ASSERT_TRUE(client.Run({"CONFIG", "RESETSTAT"}) != nullptr);
+    const uint64_t before = fleet.Stats().commands;
+    const uint64_t refreshes = fleet.Stats().refreshes;
+    Loaded<std::string> stale = tier.Fetch("k");
+    EXPECT_TRUE(stale.stale) << what;
+    EXPECT_EQ(stale.value, "v1") << what;
+    EXPECT_EQ(fleet.Stats().refreshes, refreshes + 1) << what;  // won
+    EXPECT_EQ(fleet.Stats().commands - before, 2u) << what;
+    std::map<std::string, uint64_t> stats = client.CommandStats();
+    EXPECT_EQ(stats["evalsha"], 2u) << what;
+    EXPECT_EQ(stats.count("script|load"), 0u) << what;
+    EXPECT_EQ(client.Pttl(keys.lease_key), -2) << what;  // given back
+    EXPECT_EQ(loads.load(), what == "run_then_throw" ? 2 : 1) << what;
+    keep_then_throw.kept.clear();  // its task does nothing now
+  }
 }
 
 // tier.h: "A failed refresh leaves the stale value; the lease was released,
@@ -753,6 +965,88 @@ TEST_F(FleetTest, CorruptOrForeignPayloadIsCountedAndReloaded) {
   EXPECT_EQ(tier.Load("k"), "good" + std::to_string(++expected_loads));
   EXPECT_EQ(fleet.Stats().decode_errors, ++errors);
   EXPECT_EQ(fleet.Stats().fallbacks, 0u);
+}
+
+// A codec whose Decode throws for the payload "poison" (codec.h: Decode "may
+// throw instead of returning nullopt").
+struct ThrowingDecodeCodec {
+  static std::string Tag() { return "throwing-decode"; }
+  static void Encode(const std::string& value, std::string& out) {
+    out += value;
+  }
+  static std::optional<std::string> Decode(std::string_view bytes) {
+    if (bytes == "poison") throw std::runtime_error("cannot decode");
+    return std::string(bytes);
+  }
+};
+
+// codec.h Decode(): "the exception is caught (it never reaches the caller
+// of Load(), Fetch() or Get()) and the payload is a decode error like a
+// nullopt (counted in FleetStats::decode_errors, treated as a miss,
+// reloaded)".
+TEST_F(FleetTest, ADecodeThatThrowsIsCountedAndTheValueReloaded) {
+  Fleet fleet(Options());
+  std::atomic<int> loads{0};
+  Tier<std::string, std::string, ThrowingDecodeCodec> tier(
+      fleet, {.name = "td", .ttl = seconds(60)},
+      [&](const std::string&) { return "fresh" + std::to_string(++loads); });
+  ASSERT_TRUE(tier.Put("k", "poison"));
+  std::optional<Loaded<std::string>> got;
+  EXPECT_NO_THROW(got = tier.Fetch("k"));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->value, "fresh1");
+  EXPECT_EQ(got->source, Source::kLoaded);
+  EXPECT_EQ(fleet.Stats().decode_errors, 1u);
+  EXPECT_EQ(fleet.Stats().fallbacks, 0u);
+  // Reloaded and stored over the poison: the next read hits.
+  const Loaded<std::string> again = tier.Fetch("k");
+  EXPECT_EQ(again.value, "fresh1");
+  EXPECT_EQ(again.source, Source::kRedis);
+  EXPECT_EQ(loads.load(), 1);
+}
+
+// A codec of std::string's tag that accepts nothing, and calls on_decode
+// first: a reader of values that other processes keep rewriting.
+struct RejectingCodec {
+  static inline std::function<void()> on_decode;
+  static std::string Tag() { return Codec<std::string>::Tag(); }
+  static void Encode(const std::string& value, std::string& out) {
+    out += value;
+  }
+  static std::optional<std::string> Decode(std::string_view) {
+    if (on_decode) on_decode();
+    return std::nullopt;
+  }
+};
+
+// fleet.h FleetStats::fallbacks, its third cause: "one call read an
+// undecodable value 4 times (other processes keep writing values it cannot
+// decode), each also a decode error". Each Decode makes another Fleet Put a
+// new value, so each READ finds one the reader has not yet ruled out.
+TEST_F(FleetTest, FourUndecodableValuesInOneCallEndInAFallback) {
+  Fleet reader_fleet(Options()), writer_fleet(Options());
+  StringTier writer(writer_fleet, {.name = "u", .ttl = seconds(60)},
+                    [](const std::string& k) { return k; });
+  std::atomic<int> loads{0};
+  Tier<std::string, std::string, RejectingCodec> reader(
+      reader_fleet, {.name = "u", .ttl = seconds(60)},
+      [&](const std::string&) { return "local" + std::to_string(++loads); });
+  ASSERT_TRUE(writer.Put("k", "w0"));
+  int puts = 0;
+  RejectingCodec::on_decode = [&] {
+    EXPECT_TRUE(writer.Put("k", "w" + std::to_string(++puts)));
+  };
+  const Loaded<std::string> got = reader.Fetch("k");
+  RejectingCodec::on_decode = nullptr;
+  EXPECT_EQ(got.value, "local1");
+  EXPECT_EQ(got.source, Source::kLocal);
+  EXPECT_EQ(puts, 4);
+  EXPECT_EQ(loads.load(), 1);
+  const FleetStats s = reader_fleet.Stats();
+  EXPECT_EQ(s.decode_errors, 4u);
+  EXPECT_EQ(s.fallbacks, 1u);
+  EXPECT_EQ(s.writes, 0u);  // a fallback stores nothing
+  EXPECT_EQ(writer.Fetch("k").value, "w4");
 }
 
 // fleet.h: Listen(): "on_key ... for each" Put and Invalidate "by other
@@ -911,6 +1205,81 @@ TEST(FleetFailSafe, UnreachableRedisFallsBackAndTheBreakerStopsTrying) {
   EXPECT_NE(s.breaker, CircuitBreaker::State::kClosed);
   EXPECT_FALSE(tier.Put("k", "v"));
   EXPECT_FALSE(tier.Invalidate("k"));
+}
+
+// fleet.h FleetOptions::reconnect_backoff_max: "duration::max() lets it
+// double without a cap" (its first delay, from reconnect_backoff_min =
+// duration::max(), is at least half of that), and the deadline saturates
+// instead of overflowing. On the Fleet's FakeClock neither two hours (past
+// the hour this option was once clamped to) nor a century end it: no
+// second connect is tried.
+TEST(FleetFailSafe, AReconnectBackoffOfDurationMaxIsNotCutShort) {
+  RedisServer server;
+  HERD_START_REDIS(server);
+  const int port = server.port();
+  server.Kill();  // nothing listens there now
+  herd::FakeClock clock;
+  FleetOptions o = FaultOptions(port);
+  o.clock = &clock;
+  o.reconnect_backoff_min = nanoseconds::max();
+  o.reconnect_backoff_max = nanoseconds::max();
+  o.breaker.failure_threshold = 1000;  // only the backoff holds connects back
+  Fleet fleet(o);
+  StringTier tier(fleet, {.name = "b"}, [](const std::string& k) { return k; });
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  clock.Advance(std::chrono::hours(2));
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  clock.Advance(std::chrono::hours(24 * 365 * 100));
+  EXPECT_EQ(tier.Fetch("k").source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().connect_failures, 1u);
+  EXPECT_EQ(fleet.Stats().fallbacks, 4u);
+  EXPECT_EQ(fleet.Stats().breaker, CircuitBreaker::State::kClosed);
+}
+
+// fleet.h FleetOptions: the timeouts "run in real time (the kernel's),
+// whatever `clock` is", and so does the wait for a free pool connection
+// ("in real time, std::chrono::steady_clock"). With a FakeClock that never
+// moves and a paused server, a call that holds the pool's one connection
+// and a call that waits for it both end in a fallback within real bounds.
+TEST(FleetFailSafe, TimeoutsAndThePoolWaitRunInRealTimeWhateverTheClock) {
+  RedisServer server;
+  HERD_START_REDIS(server);
+  herd::FakeClock clock;
+  FleetOptions o = FaultOptions(server.port());
+  o.clock = &clock;
+  o.pool_size = 1;
+  o.command_timeout = milliseconds(200);
+  o.breaker.failure_threshold = 1000;  // the breaker stays closed
+  Fleet fleet(o);
+  StringTier tier(fleet, {.name = "rt", .ttl = seconds(60)},
+                  [](const std::string& k) { return "v:" + k; });
+  ASSERT_EQ(tier.Load("warm"), "v:warm");  // the connection is open
+  const auto fake_start = clock.Now();
+  server.Pause();
+  const uint64_t sent = fleet.Stats().commands;
+  const auto t0 = SteadyTime::now();
+  auto holder = std::async(std::launch::async, [&] { return tier.Fetch("a"); });
+  // The holder's READ is on the wire: the pool's one connection is taken.
+  ASSERT_TRUE(Eventually([&] { return fleet.Stats().commands == sent + 1; }));
+  const Loaded<std::string> waited = tier.Fetch("b");
+  ASSERT_EQ(holder.wait_for(kBound), std::future_status::ready);
+  const Loaded<std::string> held = holder.get();
+  const auto took = SteadyTime::now() - t0;
+  server.Resume();
+  EXPECT_EQ(held.value, "v:a");
+  EXPECT_EQ(held.source, Source::kLocal);
+  EXPECT_EQ(waited.value, "v:b");
+  EXPECT_EQ(waited.source, Source::kLocal);
+  EXPECT_EQ(fleet.Stats().fallbacks, 2u);
+  EXPECT_EQ(clock.Now(), fake_start);  // no fake time passed
+  // One command timeout for the holder; the waiter's pool wait (or, if the
+  // holder's timeout freed the slot first, its own command) overlaps it.
+  EXPECT_LT(took, 2 * o.command_timeout + seconds(1))
+      << std::chrono::duration_cast<milliseconds>(took).count() << " ms";
 }
 
 // A stream of flights on several keys while Redis goes away and comes back.

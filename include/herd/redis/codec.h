@@ -30,7 +30,11 @@
 //   Decode()  returns the value, or nullopt for bytes it does not accept. It
 //             must accept any input without undefined behaviour: the bytes
 //             come from another process, or from anyone who can write to
-//             Redis.
+//             Redis. It may throw instead of returning nullopt: the
+//             exception is caught (it never reaches the caller of Load(),
+//             Fetch() or Get()) and the payload is a decode error like a
+//             nullopt (counted in FleetStats::decode_errors, treated as a
+//             miss, reloaded).
 // Every stored payload also carries its length and its Fingerprint(), checked
 // before Decode() is called, so truncated or altered bytes are caught even by
 // a codec that accepts every byte string (std::string's).

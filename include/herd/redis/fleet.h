@@ -61,8 +61,11 @@
 // expiry) and is slowed by at most connect_timeout (only when it must open a
 // connection to a host that does not answer) plus command_timeout (plus, if
 // all pool_size connections are busy, up to command_timeout waiting for
-// one); once the breaker opens, by nothing. The breaker's trial calls find Redis back, and
-// the pool and the subscription reconnect by themselves, with backoff.
+// one); once the breaker opens, by nothing. That bound leaves out name
+// resolution: a host given as a name is resolved on each connect, before
+// connect_timeout starts and without a bound of herd's (give an address for
+// the bound to hold). The breaker's trial calls find Redis back, and the
+// pool and the subscription reconnect by themselves, with backoff.
 //
 // Redis keys: `<prefix><namespace>:v:<key>` holds a value,
 // `<prefix><namespace>:l:<key>` its lease; `<prefix>events@<db>` is the
@@ -109,15 +112,34 @@ struct FleetOptions {
   // test) its own.
   std::string prefix = "herd:";
 
-  // Timeouts. REQUIRES: > 0 (duration::max() is clamped to one hour).
+  // Every duration below is used as given: none is clamped. One that is
+  // added to a time saturates there instead of overflowing, so
+  // duration::max() means "no limit", as each option says.
+  //
+  // connect_timeout bounds the TCP connect of each new connection (the
+  // pool's and the subscription's); command_timeout each read and write on
+  // it, the AUTH and SELECT after a connect included. duration::max() waits
+  // without a limit of herd's: hiredis then waits for a connect at most
+  // INT_MAX ms (about 24.8 days; the kernel's own TCP connect timeout may
+  // end it sooner), and a command as long as the server takes. Both run in
+  // real time (the kernel's), whatever `clock` is. A host given as a name
+  // is resolved (getaddrinfo) before the connect starts, and that
+  // resolution is NOT bounded by connect_timeout: give an address (e.g.
+  // "127.0.0.1") for the bound to hold.
+  // REQUIRES: >= 1 ms (hiredis waits for a connect in whole milliseconds).
   std::chrono::nanoseconds connect_timeout = std::chrono::milliseconds(200);
   std::chrono::nanoseconds command_timeout = std::chrono::milliseconds(100);
   // Connections in the pool; a command waits at most command_timeout for
-  // one to be free. REQUIRES: >= 1.
+  // one to be free (in real time, std::chrono::steady_clock, whatever
+  // `clock` is). REQUIRES: >= 1.
   size_t pool_size = 8;
   // A failed connect delays the next one by a backoff that doubles from
-  // reconnect_backoff_min to reconnect_backoff_max (with jitter), for the
-  // pool and for the subscription. REQUIRES: 0 < min <= max.
+  // reconnect_backoff_min to reconnect_backoff_max (with jitter: each delay
+  // is drawn from [d / 2, d]), for the pool and for the subscription.
+  // reconnect_backoff_max = duration::max() lets it double without a cap,
+  // and a delay past the end of `clock`'s range never ends: after enough
+  // failures that connection is not tried again.
+  // REQUIRES: 0 < reconnect_backoff_min <= reconnect_backoff_max.
   std::chrono::nanoseconds reconnect_backoff_min = std::chrono::milliseconds(50);
   std::chrono::nanoseconds reconnect_backoff_max = std::chrono::seconds(1);
   // Guards the connection: a connect failure, a timeout or a lost connection
@@ -127,23 +149,34 @@ struct FleetOptions {
   CircuitBreakerOptions breaker = {.failure_threshold = 3,
                                    .open_duration = std::chrono::seconds(1)};
 
-  // How long a lease lasts without renewal; its holder renews it every
-  // lease_ttl / 3 while its load runs. REQUIRES: >= 3 ms.
+  // How long a lease lasts without renewal, sent to Redis as PX in whole
+  // milliseconds, rounded up; its holder renews it every lease_ttl / 3
+  // while its load runs. duration::max() is sent as 9223372036855 ms
+  // (about 292 years, which Redis accepts): in practice only its holder's
+  // write or release, a Put or an Invalidate ends such a lease, and the
+  // waiters of a holder that died wait for wait_limit. REQUIRES: >= 3 ms.
   std::chrono::nanoseconds lease_ttl = std::chrono::seconds(2);
   // A waiter READs again after a jittered [poll_interval / 2,
-  // poll_interval], if no message woke it first. REQUIRES: > 0.
+  // poll_interval], if no message woke it first. duration::max(): it never
+  // polls (only a message, the lease's expiry or wait_limit wakes it).
+  // REQUIRES: > 0.
   std::chrono::nanoseconds poll_interval = std::chrono::milliseconds(100);
   // A waiter that has waited this long for another process's load runs the
   // loader itself (a fallback). duration::max() waits as long as the holder
   // keeps its lease (as Share::Do waits for its flight). REQUIRES: >= 0.
   std::chrono::nanoseconds wait_limit = std::chrono::nanoseconds::max();
   // The subscription PINGs Redis after this long without traffic and
-  // reconnects if no answer comes within another. REQUIRES: > 0.
+  // reconnects if no answer comes within another; in real time, rounded up
+  // to whole milliseconds, whatever `clock` is. From INT_MAX ms (about
+  // 24.8 days) on, duration::max() included, it never PINGs (a server
+  // that stops answering is then found by TCP keepalive only).
+  // REQUIRES: > 0.
   std::chrono::nanoseconds ping_interval = std::chrono::seconds(1);
 
-  // Reads time for the breaker, backoffs, renewals, polls and load times
-  // (values' ages come from Redis's clock). nullptr means Clock::Steady().
-  // Must outlive the Fleet.
+  // Reads time for the breaker, backoffs, renewals, polls, wait_limit and
+  // load times (values' ages come from Redis's clock). Not for the socket
+  // timeouts, the wait for a free pool connection or ping_interval, which
+  // run in real time. nullptr means Clock::Steady(). Must outlive the Fleet.
   const Clock* clock = nullptr;
   // Seeds the jitter; 0 draws a seed. Lease tokens are always random.
   uint64_t seed = 0;
@@ -177,8 +210,15 @@ struct FleetStats {
   uint64_t stale_served = 0;      // values returned past refresh_after
   uint64_t refreshes = 0;         // background refreshes this process won
   uint64_t early_refreshes = 0;   // ...of which XFetch, before refresh_after
-  uint64_t fallbacks = 0;         // loads run without the fleet: Redis
-                                  // unavailable, or wait_limit passed
+  uint64_t fallbacks = 0;         // loads run without the fleet (Source::
+                                  // kLocal), for one of three causes:
+                                  // Redis unavailable (unreachable, slow,
+                                  // refused by the breaker or a busy pool,
+                                  // or an error reply); wait_limit passed;
+                                  // or one call read an undecodable value
+                                  // 4 times (other processes keep writing
+                                  // values it cannot decode), each also a
+                                  // decode error
   uint64_t decode_errors = 0;     // corrupt or foreign payloads (reloaded)
   uint64_t waits = 0;             // sleeps of waiters
   uint64_t wakeups = 0;           // ...ended by a message for their key
@@ -273,9 +313,12 @@ class Fleet {
   // each payload read (after its length, checksum and tag were checked) and
   // returns true iff it accepted it (the caller keeps the decoded value);
   // false counts a decode error, and the value is then treated as a miss.
-  // `load(store)` runs the loader; with store true it returns the Payload to
-  // write (nullopt: do not write). Returns how the caller's value was got:
-  // from the last payload `decode` accepted, or from its `load` call.
+  // An exception from `decode` is caught and counts as false: it never
+  // leaves Fetch(). The 4th decode error in one call ends it in a fallback
+  // (FleetStats::fallbacks). `load(store)` runs the loader; with store true
+  // it returns the Payload to write (nullopt: do not write). Returns how
+  // the caller's value was got: from the last payload `decode` accepted, or
+  // from its `load` call.
   // Throws: what `load` throws (the lease, if held, is released first, and
   // waiters in other processes retry: errors are not shared between
   // processes).

@@ -79,7 +79,11 @@ struct TierOptions {
   // XFetch early refresh from the stored load time (0 disables; 1 is the
   // paper's default). REQUIRES: >= 0 and finite.
   double early_refresh_beta = 0.0;
-  // Runs background refreshes; empty means the Fleet's own thread.
+  // Runs background refreshes; empty means the Fleet's own thread. A
+  // refresh the executor does not run (it throws from Schedule, keeps the
+  // task and throws, or destroys it unrun) gives its lease back exactly
+  // once (one RELEASE); one it runs and then throws from has refreshed,
+  // and nothing more is sent. The caller is served the stale value.
   ExecutorRef executor{};
 };
 

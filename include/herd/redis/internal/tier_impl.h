@@ -9,6 +9,7 @@
 #include <cmath>
 #include <exception>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace herd::redis {
@@ -36,6 +37,41 @@ const Options& CheckedTierOptions(const Options& o) {
   }
   return o;
 }
+
+// A refresh lease won by Fetch() and not yet handed on: released exactly
+// once, by Release() or by the destructor, unless Take() handed it to
+// Fleet::Refresh (which releases it itself). Moving transfers it.
+class RefreshLease {
+ public:
+  RefreshLease(Fleet& fleet, KeyRef keys, std::string token) noexcept
+      : fleet_(&fleet), keys_(std::move(keys)), token_(std::move(token)) {}
+  RefreshLease(RefreshLease&& other) noexcept
+      : fleet_(std::exchange(other.fleet_, nullptr)),
+        keys_(std::move(other.keys_)),
+        token_(std::move(other.token_)) {}
+  RefreshLease& operator=(RefreshLease&&) = delete;
+  ~RefreshLease() { Release(); }
+
+  const KeyRef& keys() const { return keys_; }
+  const std::string& token() const { return token_; }
+  // From now on the caller answers for the lease.
+  void Take() noexcept { fleet_ = nullptr; }
+  // Gives the lease back to Redis, if this still holds it.
+  void Release() noexcept {
+    Fleet* fleet = std::exchange(fleet_, nullptr);
+    if (fleet == nullptr) return;
+    try {
+      fleet->Release(keys_, token_);
+    } catch (...) {
+      // Not given back: it expires after lease_ttl.
+    }
+  }
+
+ private:
+  Fleet* fleet_;
+  KeyRef keys_;
+  std::string token_;
+};
 
 }  // namespace internal
 
@@ -99,7 +135,7 @@ Loaded<Value> Tier<Key, Value, ValueCodec, KeyCodecT>::Fetch(const Key& key) {
   KeyRef keys = RedisKeys(key);
   std::optional<Value> value;
   std::optional<std::chrono::nanoseconds> unstored_ttl;
-  const FetchResult r = fleet_.Fetch(
+  FetchResult r = fleet_.Fetch(
       keys, policy_,
       [&](std::string_view bytes) {
         std::optional<Value> decoded = ValueCodec::Decode(bytes);
@@ -111,7 +147,9 @@ Loaded<Value> Tier<Key, Value, ValueCodec, KeyCodecT>::Fetch(const Key& key) {
         return LoadPayload(key, value, store, &unstored_ttl);
       });
   if (!r.refresh_token.empty()) {
-    StartRefresh(key, std::move(keys), r.refresh_token);
+    // Moved, not copied: nothing may throw between winning the lease and
+    // handing it to the object that releases it.
+    StartRefresh(key, std::move(keys), std::move(r.refresh_token));
   }
   Loaded<Value> out{std::move(*value)};
   out.source = r.source;
@@ -128,49 +166,50 @@ Loaded<Value> Tier<Key, Value, ValueCodec, KeyCodecT>::Fetch(const Key& key) {
   return out;
 }
 
-// A background refresh: loads under the lease Fetch() won, and writes.
+// A background refresh: loads under the lease Fetch() won, and writes. The
+// task owns the lease from its construction: Run() hands it to
+// Fleet::Refresh, Abandon() releases it, and a task destroyed without
+// either (ScheduleOnce could not allocate) releases it then. So it is
+// released exactly once, whatever the executor does.
 template <class Key, class Value, class ValueCodec, class KeyCodecT>
 struct Tier<Key, Value, ValueCodec, KeyCodecT>::RefreshTask {
   const Tier* tier;
+  // Before `key`: the lease is owned even if copying the key throws.
+  internal::RefreshLease lease;
   Key key;
-  KeyRef keys;
-  std::string token;
 
   void Run() noexcept {
+    lease.Take();  // Refresh releases it, or its write deletes it
     try {
       std::optional<Value> value;
-      tier->fleet_.Refresh(keys, tier->policy_.tag, token, [&](bool store) {
-        return tier->LoadPayload(key, value, store);
-      });
+      tier->fleet_.Refresh(lease.keys(), tier->policy_.tag, lease.token(),
+                           [&](bool store) {
+                             return tier->LoadPayload(key, value, store);
+                           });
     } catch (...) {
       // A failed refresh leaves the stale value; the lease was released,
       // so the next reader past refresh_after tries again.
     }
   }
-  void Abandon(std::exception_ptr) noexcept {
-    try {
-      tier->fleet_.Release(keys, token);
-    } catch (...) {
-    }
-  }
+  void Abandon(std::exception_ptr) noexcept { lease.Release(); }
 };
 
 template <class Key, class Value, class ValueCodec, class KeyCodecT>
 void Tier<Key, Value, ValueCodec, KeyCodecT>::StartRefresh(const Key& key,
                                                            KeyRef keys,
                                                            std::string token) {
-  ExecutorRef executor =
-      options_.executor ? options_.executor : fleet_.background();
   try {
-    RefreshTask task{this, key, keys, token};
+    // If copying `key` throws, the lease member built before it releases.
+    RefreshTask task{this, internal::RefreshLease(fleet_, std::move(keys),
+                                                  std::move(token)),
+                     key};
+    ExecutorRef executor =
+        options_.executor ? options_.executor : fleet_.background();
     herd::internal::ScheduleOnce(executor, &tasks_, std::move(task));
   } catch (...) {
-    // The executor refused it (Abandon released the lease), or there was no
-    // memory to build the task: give the lease back, and serve the value.
-    try {
-      fleet_.Release(keys, token);
-    } catch (...) {
-    }
+    // The executor refused the task, or there was no memory for it: the
+    // task released the lease (Abandon, or its destructor), once. Serve the
+    // value.
   }
 }
 
