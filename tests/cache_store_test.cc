@@ -249,6 +249,49 @@ TEST(TimerWheel, FarDeadlines) {
   EXPECT_EQ(Advance(w, far), std::vector<int>{9});
 }
 
+// timer_wheel.h: nodes whose owner keeps their deadlines (WheelLink) are
+// asked for it when their bucket comes due; a deadline moved later without
+// rescheduling is honoured exactly, at every level.
+TEST(TimerWheel, DeadlinesKeptByTheOwner) {
+  struct Owned : WheelLink {
+    int64_t deadline = 0;  // the owner's, not the wheel's
+    int id = 0;
+  };
+  const int64_t t0 = int64_t{1} << 40;
+  std::mt19937_64 rng(11);
+  std::vector<Owned> nodes(1000);
+  TimerWheel w(t0);
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    const int shift = static_cast<int>(rng() % 45);
+    nodes[i].id = i;
+    nodes[i].deadline = t0 + 1 + static_cast<int64_t>(rng() % (uint64_t{1} << shift));
+    w.Schedule(&nodes[i], nodes[i].deadline);
+    // Half of them move later, unknown to the wheel.
+    if (i % 2 == 0) nodes[i].deadline += static_cast<int64_t>(rng() % (uint64_t{1} << shift)) + 1;
+  }
+  std::multimap<int64_t, int> expected;
+  for (const Owned& n : nodes) expected.emplace(n.deadline, n.id);
+  int64_t now = t0;
+  while (!expected.empty()) {
+    const int shift = static_cast<int>(rng() % 48);
+    now += static_cast<int64_t>(rng() % (uint64_t{1} << shift)) + 1;
+    if (rng() % 4 == 0) now = expected.begin()->first;
+    std::vector<int> want;
+    while (!expected.empty() && expected.begin()->first <= now) {
+      want.push_back(expected.begin()->second);
+      expected.erase(expected.begin());
+    }
+    std::vector<int> got;
+    w.Advance(
+        now, [](const WheelLink* n) { return static_cast<const Owned*>(n)->deadline; },
+        [&](WheelLink* n) { got.push_back(static_cast<Owned*>(n)->id); });
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    ASSERT_EQ(got, want) << "now " << now;
+    ASSERT_EQ(w.size(), expected.size());
+  }
+}
+
 // --- Striped counters and the read buffer ------------------------------------
 
 // striped.h: counts are exact whatever stripes the adds land on.

@@ -258,11 +258,12 @@ class CacheCore {
   // never changes once the node is published: kind, hash, key, check_ns,
   // the value or error, and the atomics. A write publishes a new node in
   // this one's place (ReplaceLocked); this one is then `superseded`,
-  // retired, and freed once no reader can hold it. The WheelNode link
-  // doubles as the retire link once the node is out of the wheel. Before
+  // retired, and freed once no reader can hold it. The WheelLink's link
+  // doubles as the retire link once the node is out of the wheel, which
+  // asks DeadlineOf() for its deadline rather than keep one. Before
   // the node, in the same allocation: its Aux slots and, in a bounded
   // cache, its PolicyPart (prefix_bytes in all).
-  struct Entry : WheelNode {
+  struct Entry : WheelLink {
     Entry(uint64_t h, const Key& k, uint8_t prefix, uint8_t kd)
         : hash(h), prefix_bytes(prefix), kind(kd), key(k) {}
     ~Entry() {}
@@ -643,6 +644,9 @@ class CacheCore {
   // Detaches e's load; the entry's reference goes to `after`.
   void DetachLocked(Shard& s, Entry* e, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // When e's phase ends (kNever: never, or no phase to end). What the wheel
+  // holds e for, computed from e whenever the wheel asks.
+  int64_t DeadlineOf(const Entry* e) const;
   void ScheduleLocked(Shard& s, Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void SetPhaseLocked(Shard& s, Entry* e, uint8_t phase)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
@@ -650,6 +654,9 @@ class CacheCore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // Expiry transitions due by `now`, then reclamation.
   void ExpireLocked(Shard& s, int64_t now, Aftermath& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // Expiry transitions due by `now`.
+  void AdvanceLocked(Shard& s, int64_t now, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void OnDueLocked(Shard& s, Entry* e, int64_t now, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
@@ -960,7 +967,7 @@ auto CacheCore<K, V, H, E, P>::NewNode(uint64_t h, const K& key,
 
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::FreeEntry(Retired* r) noexcept {
-  Entry* e = static_cast<Entry*>(static_cast<WheelNode*>(r));
+  Entry* e = static_cast<Entry*>(static_cast<WheelLink*>(r));
   char* raw = reinterpret_cast<char*>(e) - e->prefix_bytes;
   // The prefix (Aux slots, PolicyPart) is trivially destructible.
   switch (e->kind) {
@@ -1094,22 +1101,26 @@ void CacheCore<K, V, H, E, P>::MarkDirtyLocked(Shard& s, Entry* e,
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::ScheduleLocked(Shard& s, Entry* e) {
-  if (s.wheel == nullptr) return;
-  int64_t deadline = kNever;
+int64_t CacheCore<K, V, H, E, P>::DeadlineOf(const Entry* e) const {
+  // The phase is the shard's (the wheel asks under its lock); an
+  // expire_after_access deadline only moves later (reads), as the wheel
+  // allows.
   switch (e->phase) {
     case kLive:
-      deadline = FreshUntil(AsValue(e));
-      break;
+      return FreshUntil(AsValue(e));
     case kStale:
-      deadline = StaleUntil(FreshUntil(AsValue(e)));
-      break;
+      return StaleUntil(FreshUntil(AsValue(e)));
     case kError:
-      deadline = AsError(e)->expires_ns;
-      break;
+      return AsError(e)->expires_ns;
     default:
-      break;
+      return kNever;
   }
+}
+
+template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::ScheduleLocked(Shard& s, Entry* e) {
+  if (s.wheel == nullptr) return;
+  const int64_t deadline = DeadlineOf(e);
   if (deadline == kNever) {
     s.wheel->Unschedule(e);
   } else {
@@ -1270,13 +1281,23 @@ void CacheCore<K, V, H, E, P>::OnDueLocked(Shard& s, Entry* e, int64_t now,
 }
 
 template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::AdvanceLocked(Shard& s, int64_t now,
+                                             Aftermath& after) {
+  if (s.wheel == nullptr) return;
+  s.wheel->Advance(
+      now,
+      [&](const WheelLink* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return DeadlineOf(static_cast<const Entry*>(n));
+      },
+      [&](WheelLink* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        OnDueLocked(s, static_cast<Entry*>(n), now, after);
+      });
+}
+
+template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::ExpireLocked(Shard& s, int64_t now,
                                          Aftermath& after) {
-  if (s.wheel != nullptr) {
-    s.wheel->Advance(now, [&](WheelNode* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      OnDueLocked(s, static_cast<Entry*>(n), now, after);
-    });
-  }
+  AdvanceLocked(s, now, after);
   ReclaimLocked(s, /*force=*/false, after);
 }
 
@@ -2623,12 +2644,7 @@ void CacheCore<K, V, H, E, P>::CleanUp() {
       Shard& s = shards_[i];
       Aftermath after(this);
       MutexLock lock(&s.mu);
-      if (s.wheel != nullptr) {
-        s.wheel->Advance(now,
-                         [&](WheelNode* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                           OnDueLocked(s, static_cast<Entry*>(n), now, after);
-                         });
-      }
+      AdvanceLocked(s, now, after);
       ReclaimLocked(s, /*force=*/true, after);
     }
   }
