@@ -40,6 +40,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -288,13 +289,13 @@ class CacheCore {
     };
     const Key key;
   };
-  // A value, immutable once published.
+  // A value, immutable once published. Its expiry and refresh times
+  // follow from check_ns where the options fix them (ExpiresOf,
+  // RefreshOf), else they are Aux slots.
   struct ValueEntry : Entry {
     template <class... A>
     ValueEntry(uint64_t h, const Key& k, uint8_t prefix, A&&... a)
         : Entry(h, k, prefix, kValueKind), value(std::forward<A>(a)...) {}
-    int64_t expires_ns = 0;       // fresh before this (by write; FreshUntil)
-    int64_t refresh_ns = kNever;  // refresh ahead from here
     Value value;
   };
   // A cached error, immutable once published.
@@ -485,13 +486,35 @@ class CacheCore {
     return e;
   }
 
+  // When value `b` expires by its write (ttl, expire_after): fresh before.
+  // Without XFetch its check time is its expiry, or, with refresh_after
+  // and no expire_after (a fixed ttl, if any), its refresh time, which is
+  // ttl - refresh_after before its expiry; otherwise it is kept.
+  int64_t ExpiresOf(const ValueEntry* b) const {
+    if (expires_slot_ >= 0) {
+      return Aux(b, expires_slot_).load(std::memory_order_relaxed);
+    }
+    if (options_.refresh_after.count() == 0) return b->check_ns;
+    return options_.ttl.count() > 0
+               ? DeadlineNs(b->check_ns,
+                            options_.ttl - options_.refresh_after)
+               : kNever;
+  }
+  // When a read of value `b` starts refreshing it ahead (kNever: never).
+  int64_t RefreshOf(const ValueEntry* b) const {
+    if (options_.refresh_after.count() == 0) return kNever;
+    if (refresh_slot_ >= 0) {
+      return Aux(b, refresh_slot_).load(std::memory_order_relaxed);
+    }
+    return b->check_ns;
+  }
   // The value's freshness deadline, expire_after_access included.
   int64_t FreshUntil(const ValueEntry* b) const {
-    if (access_slot_ < 0) return b->expires_ns;
+    if (access_slot_ < 0) return ExpiresOf(b);
     const int64_t a =
         DeadlineNs(Aux(b, access_slot_).load(std::memory_order_relaxed),
                    options_.expire_after_access);
-    return std::min(b->expires_ns, a);
+    return std::min(ExpiresOf(b), a);
   }
   int64_t StaleUntil(int64_t fresh_until) const {
     return DeadlineNs(fresh_until, options_.stale_if_error);
@@ -777,6 +800,8 @@ class CacheCore {
   int access_slot_ = -1;  // Aux slots before each node
   int delta_slot_ = -1;
   int retry_slot_ = -1;
+  int expires_slot_ = -1;  // where ExpiresOf and RefreshOf cannot derive
+  int refresh_slot_ = -1;
   size_t aux_slots_ = 0;
   size_t prefix_bytes_ = 0;  // PolicyPart (bounded) and Aux slots
 
@@ -871,6 +896,13 @@ CacheCore<K, V, H, E, P>::CacheCore(Options options, BoundLoader loader,
   if (options_.expire_after_access.count() > 0) access_slot_ = slots++;
   if (options_.early_refresh_beta > 0) delta_slot_ = slots++;
   if (options_.stale_if_error.count() > 0) retry_slot_ = slots++;
+  const bool refresh = options_.refresh_after.count() > 0;
+  if (options_.early_refresh_beta > 0 ||
+      (refresh && static_cast<bool>(options_.expire_after))) {
+    // The check time is neither the expiry nor the refresh time.
+    expires_slot_ = slots++;
+    if (refresh) refresh_slot_ = slots++;
+  }
   aux_slots_ = static_cast<size_t>(slots);
   const size_t prefix = (bounded_ ? sizeof(PolicyPart) : 0) +
                         aux_slots_ * sizeof(std::atomic<int64_t>);
@@ -1011,11 +1043,11 @@ auto CacheCore<K, V, H, E, P>::MakeValue(uint64_t h, const K& key,
   if (delta_slot_ >= 0) {
     Aux(box.get(), delta_slot_).store(load_time_ns, std::memory_order_relaxed);
   }
-  box->expires_ns = expires;
   int64_t check = expires;
+  int64_t refresh = kNever;
   if (options_.refresh_after.count() > 0) {
-    box->refresh_ns = DeadlineNs(now, options_.refresh_after);
-    check = std::min(check, box->refresh_ns);
+    refresh = DeadlineNs(now, options_.refresh_after);
+    check = std::min(check, refresh);
   }
   if (options_.early_refresh_beta > 0 && load_time_ns > 0 &&
       expires != kNever) {
@@ -1028,6 +1060,13 @@ auto CacheCore<K, V, H, E, P>::MakeValue(uint64_t h, const K& key,
                                             : static_cast<int64_t>(from));
   }
   box->check_ns = check;
+  if (expires_slot_ >= 0) {
+    Aux(box.get(), expires_slot_).store(expires, std::memory_order_relaxed);
+  }
+  if (refresh_slot_ >= 0) {
+    Aux(box.get(), refresh_slot_).store(refresh, std::memory_order_relaxed);
+  }
+  assert(ExpiresOf(box.get()) == expires && RefreshOf(box.get()) == refresh);
   return box;
 }
 
@@ -1982,8 +2021,9 @@ bool CacheCore<K, V, H, E, P>::WantsRefresh(const ValueEntry* b, int64_t now,
   if (!loader_ || b->refreshing.load(std::memory_order_relaxed) != 0) {
     return false;
   }
-  if (now >= b->refresh_ns) return true;
-  if (delta_slot_ < 0 || b->expires_ns == kNever) return false;
+  if (now >= RefreshOf(b)) return true;
+  const int64_t expires = ExpiresOf(b);
+  if (delta_slot_ < 0 || expires == kNever) return false;
   const int64_t delta = Aux(b, delta_slot_).load(std::memory_order_relaxed);
   if (delta <= 0) return false;
   // XFetch: refresh iff now - delta * beta * ln(u) >= expiry.
@@ -1992,7 +2032,7 @@ bool CacheCore<K, V, H, E, P>::WantsRefresh(const ValueEntry* b, int64_t now,
   const double u = static_cast<double>((r >> 11) + 1) * 0x1.0p-53;
   const double gap =
       -static_cast<double>(delta) * options_.early_refresh_beta * std::log(u);
-  if (gap < static_cast<double>(b->expires_ns - now)) return false;
+  if (gap < static_cast<double>(expires - now)) return false;
   *early = true;
   return true;
 }
@@ -2004,7 +2044,7 @@ void CacheCore<K, V, H, E, P>::WindowHit(Shard& s, const ValueEntry* b,
   if (WantsRefresh(b, now, stripe, &early)) StartRefresh(s, b, now, early);
   Touch(b, now);
   OnHit(const_cast<ValueEntry*>(b), stripe);
-  if (now >= b->refresh_ns) counters_.Add(stripe, kStaleRefreshAhead);
+  if (now >= RefreshOf(b)) counters_.Add(stripe, kStaleRefreshAhead);
 }
 
 template <class K, class V, class H, class E, class P>
@@ -2149,7 +2189,7 @@ std::optional<V> CacheCore<K, V, H, E, P>::GetIfPresent(const K& key) {
       if (now < FreshUntil(b)) {
         Touch(e, now);
         OnHit(e, g.thread_index());
-        if (now >= b->refresh_ns) {
+        if (now >= RefreshOf(b)) {
           counters_.Add(g.thread_index(), kStaleRefreshAhead);
         }
         return std::optional<V>(b->value);
