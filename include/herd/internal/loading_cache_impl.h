@@ -264,29 +264,41 @@ class CacheCore {
   // asks DeadlineOf() for its deadline rather than keep one. Before
   // the node, in the same allocation: its Aux slots and, in a bounded
   // cache, its PolicyPart (prefix_bytes in all).
+  //
+  // 40 bytes before the key: the wheel's two links, check_ns, the load
+  // (or a link once it is out of the index), the low half of the hash
+  // (EpochIndex; Load and PolicyPart keep the whole), and four bytes of
+  // state. A weight is kept only where one can differ from 1 (WeightOf).
   struct Entry : WheelLink {
     Entry(uint64_t h, const Key& k, uint8_t prefix, uint8_t kd)
-        : hash(h), prefix_bytes(prefix), kind(kd), key(k) {}
+        : hash(static_cast<uint32_t>(h)),
+          prefix_bytes(prefix),
+          kind(kd),
+          key(k) {}
     ~Entry() {}
     int64_t check_ns = kNoHit;  // a read before this is a plain hit
-    const uint64_t hash;
+    // Guarded by the shard's mutex:
+    union {
+      Load* load = nullptr;  // the pending load, holding a reference
+      // Once removed: the next removal to report, tagged in its low two
+      // bits with this node's RemovalCause (LinkRemoved). Not a bit-field
+      // beside `dirty`: Finish() reads it with no lock while Maintain()
+      // may clear `dirty` under the shard's mutex.
+      uintptr_t removed_next;
+      Entry* next_gen;  // once superseded: the node that replaced it
+    };
+    const uint32_t hash;                 // the hash's low 32 bits
     std::atomic<uint8_t> refreshing{0};  // a reload of this value is pending
     const uint8_t prefix_bytes;
     const uint8_t kind;
-    // Guarded by the shard's mutex:
-    uint8_t phase = 0;        // kEmpty...
-    bool removed = false;     // out of the index (superseded included)
-    bool superseded = false;  // replaced by next_gen
+    // Guarded by the shard's mutex (one byte of bit-fields, a memory
+    // location of its own):
+    uint8_t phase : 3 = 0;       // kEmpty...
+    uint8_t removed : 1 = 0;     // out of the index (superseded included)
+    uint8_t superseded : 1 = 0;  // replaced by next_gen
     // Bounded: the policy must look at this node. It is on the shard's
     // dirty list, or a node it superseded is (and leads to it).
-    bool dirty = false;
-    RemovalCause cause = RemovalCause::kExplicit;
-    uint32_t weight = 0;
-    union {
-      Load* load = nullptr;  // the pending load, holding a reference
-      Entry* removed_next;   // once removed: the chain of removals to report
-      Entry* next_gen;       // once superseded: the node that replaced it
-    };
+    uint8_t dirty : 1 = 0;
     const Key key;
   };
   // A value, immutable once published. Its expiry and refresh times
@@ -328,6 +340,7 @@ class CacheCore {
     // policy_mu_; copied from the entry when it is reconciled, so that it
     // stays the same during one Evict() call, as the policy requires.
     bool pinned = false;
+    uint32_t weight = 0;  // the node's (WeightOf); the shard's mutex
   };
   static_assert(std::is_trivially_destructible_v<PolicyPart>);
   static bool InPolicy(const PolicyPart* p) { return p->hook.queue != 0; }
@@ -395,7 +408,7 @@ class CacheCore {
     ~Aftermath() { core->Finish(*this); }
 
     CacheCore* const core;
-    Entry* removed = nullptr;  // chained by removed_next
+    Entry* removed = nullptr;  // chained by LinkRemoved
     // One displaced value (Put, a stored load), in its old node.
     const ValueEntry* replaced = nullptr;
     RemovalCause replaced_cause = RemovalCause::kReplaced;
@@ -480,6 +493,41 @@ class CacheCore {
     return reinterpret_cast<Entry*>(reinterpret_cast<char*>(h) +
                                     prefix_bytes_);
   }
+  // e's weight: the weigher's, else 1. A bounded node keeps it in its
+  // PolicyPart; an unbounded one, in an Aux slot if a weigher is set.
+  // Guarded by the shard's mutex once e is published.
+  uint32_t WeightOf(Entry* e) const {
+    if (bounded_) return PolicyOf(e)->weight;
+    if (weight_slot_ < 0) return 1;
+    return static_cast<uint32_t>(
+        Aux(e, weight_slot_).load(std::memory_order_relaxed));
+  }
+  void SetWeight(Entry* e, uint32_t w) const {
+    if (bounded_) {
+      PolicyOf(e)->weight = w;
+    } else if (weight_slot_ >= 0) {
+      Aux(e, weight_slot_).store(w, std::memory_order_relaxed);
+    }
+  }
+
+  // Chains removed node `e`, removed for `cause`, before `next`, and reads
+  // that chain back.
+  static_assert(alignof(Entry) >= 4, "two low bits of an Entry* are free");
+  static_assert(static_cast<uintptr_t>(RemovalCause::kExplicit) <= 3 &&
+                static_cast<uintptr_t>(RemovalCause::kReplaced) <= 3 &&
+                static_cast<uintptr_t>(RemovalCause::kExpired) <= 3 &&
+                static_cast<uintptr_t>(RemovalCause::kEvicted) <= 3);
+  static void LinkRemoved(Entry* e, RemovalCause cause, Entry* next) {
+    e->removed_next =
+        reinterpret_cast<uintptr_t>(next) | static_cast<uintptr_t>(cause);
+  }
+  static Entry* NextRemoved(const Entry* e) {
+    return reinterpret_cast<Entry*>(e->removed_next & ~uintptr_t{3});
+  }
+  static RemovalCause CauseOf(const Entry* e) {
+    return static_cast<RemovalCause>(e->removed_next & 3);
+  }
+
   // The node that replaced `e` last (e itself unless superseded).
   static Entry* Newest(Entry* e) {
     while (e->superseded) e = e->next_gen;
@@ -585,7 +633,9 @@ class CacheCore {
   }
   // A hit of fresh value `b` at or past its check time: counts it and
   // starts the refresh it may call for. The caller copies the value.
-  void WindowHit(Shard& s, const ValueEntry* b, int64_t now, size_t stripe);
+  // `h` is b's key's hash.
+  void WindowHit(Shard& s, uint64_t h, const ValueEntry* b, int64_t now,
+                 size_t stripe);
   // True iff a read at `now` of fresh value `b` should start a refresh;
   // `*early` is set when XFetch decided it.
   bool WantsRefresh(const ValueEntry* b, int64_t now, size_t stripe,
@@ -770,9 +820,9 @@ class CacheCore {
   template <class L>
   ABSL_ATTRIBUTE_NOINLINE Value GetSlow(const Key& key, uint64_t h, Shard& s,
                                         int64_t now, L* loader);
-  // Starts a background refresh of value `b`, if still its key's. Best
-  // effort.
-  void StartRefresh(Shard& s, const ValueEntry* b, int64_t now,
+  // Starts a background refresh of value `b` (of hash `h`), if still its
+  // key's. Best effort.
+  void StartRefresh(Shard& s, uint64_t h, const ValueEntry* b, int64_t now,
                     bool early) noexcept;
   // GetAsync (callback == nullptr) and GetThen.
   std::shared_future<Value> Async(const Key& key, Callback* callback);
@@ -802,6 +852,7 @@ class CacheCore {
   int retry_slot_ = -1;
   int expires_slot_ = -1;  // where ExpiresOf and RefreshOf cannot derive
   int refresh_slot_ = -1;
+  int weight_slot_ = -1;  // unbounded, with a weigher (WeightOf)
   size_t aux_slots_ = 0;
   size_t prefix_bytes_ = 0;  // PolicyPart (bounded) and Aux slots
 
@@ -903,6 +954,7 @@ CacheCore<K, V, H, E, P>::CacheCore(Options options, BoundLoader loader,
     expires_slot_ = slots++;
     if (refresh) refresh_slot_ = slots++;
   }
+  if (!bounded_ && options_.weigher) weight_slot_ = slots++;
   aux_slots_ = static_cast<size_t>(slots);
   const size_t prefix = (bounded_ ? sizeof(PolicyPart) : 0) +
                         aux_slots_ * sizeof(std::atomic<int64_t>);
@@ -1035,8 +1087,8 @@ auto CacheCore<K, V, H, E, P>::MakeValue(uint64_t h, const K& key,
   }
   uint64_t w = 1;
   if (options_.weigher) w = options_.weigher(key, box->value);
-  box->weight = static_cast<uint32_t>(
-      std::min<uint64_t>(w, std::numeric_limits<uint32_t>::max()));
+  SetWeight(box.get(), static_cast<uint32_t>(std::min<uint64_t>(
+                            w, std::numeric_limits<uint32_t>::max())));
   if (access_slot_ >= 0) {
     Aux(box.get(), access_slot_).store(now, std::memory_order_relaxed);
   }
@@ -1092,7 +1144,7 @@ auto CacheCore<K, V, H, E, P>::LockEntry(Shard& s, const K& key, uint64_t h,
         throw;
       }
       Entry* e = spare->release();
-      s.index.InsertLocked(e);
+      s.index.InsertLocked(e, h);
       return e;
     }
     s.mu.Unlock();  // the index changed meanwhile: look again
@@ -1118,12 +1170,12 @@ template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::SetPhaseLocked(Shard& s, Entry* e, uint8_t phase) {
   if (e->phase == kLive) {
     --s.live;
-    s.live_weight -= e->weight;
+    s.live_weight -= WeightOf(e);
   }
   e->phase = phase;
   if (phase == kLive) {
     ++s.live;
-    s.live_weight += e->weight;
+    s.live_weight += WeightOf(e);
   }
 }
 
@@ -1243,14 +1295,13 @@ void CacheCore<K, V, H, E, P>::RemoveEntryLocked(Shard& s, Entry* e,
   }
   SetPhaseLocked(s, e, kEmpty);
   e->removed = true;
-  e->cause = cause;
   // Readers in their critical sections, and the report, may still read
   // the node: it is retired now and freed later.
   if (v != nullptr) {
-    e->removed_next = after.removed;
+    LinkRemoved(e, cause, after.removed);
     after.removed = e;
   } else {
-    e->removed_next = nullptr;
+    LinkRemoved(e, cause, nullptr);
   }
   MarkDirtyLocked(s, e, after);  // the policy lets go of it first
   s.entries.Retire(e);
@@ -1380,8 +1431,8 @@ void CacheCore<K, V, H, E, P>::Finish(Aftermath& after) noexcept {
   if (after.replaced != nullptr) {
     Report(after.replaced->key, after.replaced->value, after.replaced_cause);
   }
-  for (Entry* e = after.removed; e != nullptr; e = e->removed_next) {
-    if (const ValueEntry* v = AsValue(e)) Report(e->key, v->value, e->cause);
+  for (Entry* e = after.removed; e != nullptr; e = NextRemoved(e)) {
+    if (const ValueEntry* v = AsValue(e)) Report(e->key, v->value, CauseOf(e));
   }
   for (Load* l = after.unref; l != nullptr;) {
     Load* next = l->unref_next;
@@ -1423,10 +1474,10 @@ void CacheCore<K, V, H, E, P>::ReconcileLocked(Shard& s) {
     }
     zp->pinned = z->load != nullptr;
     if (want && !InPolicy(zp)) {
-      zp->hook.weight = z->weight;
+      zp->hook.weight = zp->weight;
       policy_->Add(&zp->hook);
-    } else if (want && zp->hook.weight != z->weight) {
-      policy_->UpdateWeight(&zp->hook, z->weight);
+    } else if (want && zp->hook.weight != zp->weight) {
+      policy_->UpdateWeight(&zp->hook, zp->weight);
     } else if (!want && InPolicy(zp)) {
       policy_->Remove(&zp->hook);
     }
@@ -1512,21 +1563,20 @@ void CacheCore<K, V, H, E, P>::Maintain() noexcept {
               return;
             }
             counters_.Add(guard.thread_index(), kEvictions);
-            counters_.Add(guard.thread_index(), kEvictionWeight, e->weight);
+            counters_.Add(guard.thread_index(), kEvictionWeight, WeightOf(e));
             s.index.EraseLocked(e);
             if (s.wheel != nullptr) s.wheel->Unschedule(e);
             SetPhaseLocked(s, e, kEmpty);
             e->removed = true;
-            e->cause = RemovalCause::kEvicted;
-            e->removed_next = evicted;
+            LinkRemoved(e, RemovalCause::kEvicted, evicted);
             evicted = e;
             s.entries.Retire(e);
             s.maintain.store(true, std::memory_order_relaxed);
           });
     }
   }
-  for (Entry* e = evicted; e != nullptr; e = e->removed_next) {
-    Report(e->key, AsValue(e)->value, RemovalCause::kEvicted);
+  for (Entry* e = evicted; e != nullptr; e = NextRemoved(e)) {
+    Report(e->key, AsValue(e)->value, CauseOf(e));
   }
   dead.Free();
 }
@@ -2038,22 +2088,24 @@ bool CacheCore<K, V, H, E, P>::WantsRefresh(const ValueEntry* b, int64_t now,
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::WindowHit(Shard& s, const ValueEntry* b,
-                                         int64_t now, size_t stripe) {
+void CacheCore<K, V, H, E, P>::WindowHit(Shard& s, uint64_t h,
+                                         const ValueEntry* b, int64_t now,
+                                         size_t stripe) {
   bool early = false;
-  if (WantsRefresh(b, now, stripe, &early)) StartRefresh(s, b, now, early);
+  if (WantsRefresh(b, now, stripe, &early)) StartRefresh(s, h, b, now, early);
   Touch(b, now);
   OnHit(const_cast<ValueEntry*>(b), stripe);
   if (now >= RefreshOf(b)) counters_.Add(stripe, kStaleRefreshAhead);
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::StartRefresh(Shard& s, const ValueEntry* b,
-                                            int64_t now, bool early) noexcept {
+void CacheCore<K, V, H, E, P>::StartRefresh(Shard& s, uint64_t h,
+                                            const ValueEntry* b, int64_t now,
+                                            bool early) noexcept {
   // REQUIRES: inside the epoch section that found `b`.
   Load* l;
   try {
-    l = NewLoad(s, b->hash, b->key,
+    l = NewLoad(s, h, b->key,
                 early ? LoadKind::kEarlyRefresh : LoadKind::kRefresh, now);
   } catch (...) {
     return;  // best effort: a later read tries again
@@ -2126,7 +2178,7 @@ V CacheCore<K, V, H, E, P>::GetSlow(const K& key, uint64_t h, Shard& s,
   if (Entry* e = s.index.Find(h, KeyEq(key))) {
     if (const ValueEntry* b = AsValue(e)) {
       if (now < FreshUntil(b)) {
-        WindowHit(s, b, now, stripe);
+        WindowHit(s, h, b, now, stripe);
         return b->value;
       }
     } else if (const ErrorEntry* x = AsError(e)) {
@@ -2218,7 +2270,7 @@ std::shared_future<V> CacheCore<K, V, H, E, P>::Async(const K& key,
   if (Entry* e = s.index.Find(h, KeyEq(key))) {
     if (const ValueEntry* b = AsValue(e)) {
       if (now < FreshUntil(b)) {
-        WindowHit(s, b, now, stripe);
+        WindowHit(s, h, b, now, stripe);
         return deliver(&b->value, nullptr);
       }
     } else if (const ErrorEntry* x = AsError(e)) {
@@ -2403,7 +2455,7 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
     if (Entry* e = s.index.Find(h, KeyEq(key))) {
       if (const ValueEntry* b = AsValue(e)) {
         if (now < FreshUntil(b)) {
-          WindowHit(s, b, now, stripe);
+          WindowHit(s, h, b, now, stripe);
           found.emplace_back(&key, b->value);
           continue;
         }
