@@ -32,6 +32,17 @@
 //                                  of {value, expiry}, checked against
 //                                  std::chrono::steady_clock::now()
 //   Floor_SteadyClockNow, Floor_CoarseClockNow  one clock read
+//
+// The eviction policy's share of a bounded hit, on Zipf 0.9 over 100,000
+// keys (benchmarks/hit_ratio/traces.h) with room for 1,000 entries, warmed
+// by 300,000 accesses so that the window, probation and protected hold
+// what they hold in the hit-ratio benchmark:
+//   TinyLfu_RecordAccess_Zipf      one TinyLfu::RecordAccess (a replayed
+//                                  read: sketch update and list move) of a
+//                                  resident key, keys drawn from the trace
+//   LoadingCache_BoundedHitZipf_Int64  a hit of such a key through a
+//                                  bounded LoadingCache (max_entries 1000),
+//                                  read buffer and its replay included
 
 #include <cstdint>
 #include <cstdio>
@@ -50,7 +61,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "benchmarks/baselines/mutex_map_cache.h"
 #include "benchmarks/baselines/textbook_singleflight.h"
+#include "benchmarks/hit_ratio/traces.h"
 #include "herd/clock.h"
+#include "herd/internal/policy_hook.h"
+#include "herd/internal/tinylfu.h"
 #include "herd/loading_cache.h"
 #include "herd/share.h"
 
@@ -80,6 +94,27 @@ Int64Cache& HitCache(uint64_t max_entries, const herd::Clock* clock) {
                                [](int64_t k) { return k; });
   for (int64_t k = 0; k < kHitKeys; ++k) cache->Get(k);
   return *cache;
+}
+
+// The Zipf workload of the policy cases: keys in [0, kZipfKeys), room for
+// kZipfEntries, kZipfWarmUp accesses before the measured ones.
+constexpr uint32_t kZipfKeys = 100'000;
+constexpr uint64_t kZipfEntries = 1000;
+constexpr int kZipfWarmUp = 300'000;
+constexpr size_t kZipfHits = size_t{1} << 16;  // a power of two
+
+// Draws Zipf keys after the warm-up until `n` of them satisfy `resident`.
+template <class Resident>
+std::vector<uint32_t> ResidentZipfKeys(herd::hit_ratio::Rng& rng,
+                                       const herd::hit_ratio::ZipfSampler& zipf,
+                                       size_t n, Resident resident) {
+  std::vector<uint32_t> keys;
+  keys.reserve(n);
+  while (keys.size() < n) {
+    const uint32_t k = zipf.Sample(rng);
+    if (resident(k)) keys.push_back(k);
+  }
+  return keys;
 }
 
 std::vector<std::string> StringKeys(int64_t n) {
@@ -116,6 +151,12 @@ int main(int argc, char** argv) {
   static std::vector<std::string> keys;
   static Int64Cache* hit_cache = nullptr;
   static herd_bench::MutexMapCache<int64_t, int64_t>* baseline = nullptr;
+  // TinyLfu_RecordAccess_Zipf: the policy, a hook per key, the hooks hit.
+  static herd::internal::TinyLfu* policy = nullptr;
+  static std::vector<herd::internal::PolicyHook> hooks;
+  static std::vector<herd::internal::PolicyHook*> policy_hits;
+  // LoadingCache_BoundedHitZipf_Int64: resident keys, in the trace's order.
+  static std::vector<int64_t> cache_hits;
   const int64_t n = argc > 2 ? std::atoll(argv[2]) : 100000;
   auto hits = [](int64_t first, int64_t calls) {
     for (int64_t i = first; i < first + calls; ++i) {
@@ -185,6 +226,58 @@ int main(int argc, char** argv) {
        {[] { hit_cache = &HitCache(0, nullptr); }, hits}},
       {"LoadingCache_BoundedHit_Int64",
        {[] { hit_cache = &HitCache(4 * kHitKeys, nullptr); }, hits}},
+      {"TinyLfu_RecordAccess_Zipf",
+       {[] {
+          namespace hr = herd::hit_ratio;
+          const hr::ZipfSampler zipf(kZipfKeys, 0.9);
+          hr::Rng rng(20260101);
+          policy = new herd::internal::TinyLfu(kZipfEntries, 1);
+          hooks.resize(kZipfKeys);
+          for (uint32_t k = 0; k < kZipfKeys; ++k) {
+            hooks[k].hash = herd::internal::MixHash(k);
+          }
+          for (int i = 0; i < kZipfWarmUp; ++i) {
+            herd::internal::PolicyHook* h = &hooks[zipf.Sample(rng)];
+            if (h->queue != 0) {
+              policy->RecordAccess(h);
+            } else {
+              policy->Add(h);
+              policy->Evict([](herd::internal::PolicyHook*) { return true; },
+                            [](herd::internal::PolicyHook*) {});
+            }
+          }
+          for (uint32_t k : ResidentZipfKeys(rng, zipf, kZipfHits, [](uint32_t k) {
+                 return hooks[k].queue != 0;
+               })) {
+            policy_hits.push_back(&hooks[k]);
+          }
+        },
+        [](int64_t first, int64_t calls) {
+          for (int64_t i = first; i < first + calls; ++i) {
+            policy->RecordAccess(policy_hits[static_cast<size_t>(i) & (kZipfHits - 1)]);
+          }
+        }}},
+      {"LoadingCache_BoundedHitZipf_Int64",
+       {[] {
+          namespace hr = herd::hit_ratio;
+          const hr::ZipfSampler zipf(kZipfKeys, 0.9);
+          hr::Rng rng(20260101);
+          hit_cache = new Int64Cache({.ttl = std::chrono::hours(1),
+                                      .max_entries = kZipfEntries,
+                                      .seed = 1},
+                                     [](int64_t k) { return k; });
+          for (int i = 0; i < kZipfWarmUp; ++i) hit_cache->Get(zipf.Sample(rng));
+          for (uint32_t k : ResidentZipfKeys(rng, zipf, kZipfHits, [](uint32_t k) {
+                 return hit_cache->GetIfPresent(k).has_value();
+               })) {
+            cache_hits.push_back(k);
+          }
+        },
+        [](int64_t first, int64_t calls) {
+          for (int64_t i = first; i < first + calls; ++i) {
+            sink = hit_cache->Get(cache_hits[static_cast<size_t>(i) & (kZipfHits - 1)]);
+          }
+        }}},
       {"LoadingCache_HitSteadyClock_Int64",
        {[] { hit_cache = &HitCache(0, &herd::Clock::Steady()); }, hits}},
       {"Baseline_Hit_Int64",

@@ -10,9 +10,19 @@
 //                            plot (docs/hit_ratio.png)
 //   hit_ratio [--keys=N] [--accesses=N] [--seed=N] [--md=FILE]
 //             [--json=FILE] [--plot=FILE.png] [--ablation]
+//   hit_ratio --through-cache [--keys=N] [--accesses=N] [--seed=N]
+//             [--md=FILE]
 //
 // Each trace runs at cache sizes of 0.1%, 1% and 10% of its distinct keys.
 // Deterministic: the same flags print the same table.
+//
+// --through-cache replays the same traces through a real bounded
+// herd::LoadingCache (max_entries = the size, one Get per access, one
+// thread) instead of driving the policy directly, and prints the policy
+// alone beside it: the difference is what the cache's read path costs the
+// policy (it records only a sample of the reads; see
+// docs/loading_cache.md). scripts/hit_ratio.sh writes it to
+// benchmarks/results/hit_ratio_cache.md.
 
 #include <algorithm>
 #include <chrono>
@@ -31,6 +41,7 @@
 #include "benchmarks/hit_ratio/traces.h"
 #include "herd/internal/lru_policy.h"
 #include "herd/internal/tinylfu.h"
+#include "herd/loading_cache.h"
 
 namespace herd::hit_ratio {
 namespace {
@@ -43,6 +54,7 @@ struct Flags {
   std::string json;
   std::string plot;
   bool ablation = false;
+  bool through_cache = false;
 };
 
 struct Policy {
@@ -72,6 +84,26 @@ std::string Format(const char* format, ...) {
   std::vsnprintf(buffer, sizeof buffer, format, args);
   va_end(args);
   return buffer;
+}
+
+// The cache's hasher: KeyHash, the hash the simulations give the policy
+// (absl::Hash is salted per process, and the figures must repeat).
+struct CacheKeyHash {
+  size_t operator()(uint32_t key) const { return static_cast<size_t>(KeyHash(key)); }
+};
+
+// Replays `trace` through a bounded herd::LoadingCache of `capacity`
+// entries: one Get() per access on this thread, the loader returning the
+// key. Returns the cache's count of hits.
+uint64_t CacheHits(const Trace& trace, uint64_t capacity, uint64_t seed) {
+  LoadingCache<uint32_t, uint32_t, CacheKeyHash> cache(
+      {.max_entries = capacity, .seed = seed}, [](uint32_t key) { return key; });
+  for (uint32_t key : trace.keys) {
+    if (cache.Get(key) != key) std::abort();
+  }
+  const CacheStats stats = cache.Stats();
+  if (stats.hits + stats.misses != trace.keys.size()) std::abort();
+  return stats.hits;
 }
 
 template <class P>
@@ -407,8 +439,116 @@ bool WriteFile(const std::string& path, const std::string& text) {
 int Usage() {
   std::fprintf(stderr,
                "usage: hit_ratio [--keys=N] [--accesses=N] [--seed=N] [--md=FILE] "
-               "[--json=FILE] [--plot=FILE.png] [--ablation]\n");
+               "[--json=FILE] [--plot=FILE.png] [--ablation]\n"
+               "       hit_ratio --through-cache [--keys=N] [--accesses=N] [--seed=N] "
+               "[--md=FILE]\n");
   return 2;
+}
+
+// The traces of the table, in its order.
+std::vector<Trace> Traces(const Flags& flags) {
+  std::vector<Trace> traces;
+  const uint64_t seed = flags.seed;
+  traces.push_back(ZipfTrace(flags.keys, flags.accesses, 0.6, seed + 1));
+  traces.push_back(ZipfTrace(flags.keys, flags.accesses, 0.9, seed + 2));
+  traces.push_back(ZipfTrace(flags.keys, flags.accesses, 1.2, seed + 3));
+  traces.push_back(ZipfScanTrace(flags.keys, flags.accesses, 0.9, 0.2, seed + 4));
+  for (size_t s = 0; s < 3; ++s) {
+    // The loop is 1.1x the cache, so each size has its own trace; the cold
+    // keys make the cache the same share of its distinct keys as elsewhere.
+    const auto cache = static_cast<uint32_t>(std::llround(flags.keys * kFractions[s]));
+    const uint32_t loop = cache + (cache + 9) / 10;
+    traces.push_back(LoopTrace(flags.keys, loop, 0.2, seed + 5 + s));
+  }
+  traces.push_back(ShiftTrace(flags.keys, flags.accesses, 0.9, seed + 8));
+  return traces;
+}
+
+// The sizes each trace of Traces() runs at: all three, but one per loop.
+std::vector<size_t> SizesOf(const std::vector<Trace>& traces, size_t t) {
+  if (traces[t].name != "loop") return {0, 1, 2};
+  size_t loops_before = 0;
+  for (size_t i = 0; i < t; ++i) loops_before += traces[i].name == "loop";
+  return {loops_before};
+}
+
+// --through-cache: LRU, the policy alone, the policy through the cache and
+// Belady, on every trace and size.
+int ThroughCache(const Flags& flags) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<Policy> policies = Policies(flags);  // LRU, herd, Belady
+  policies.insert(policies.begin() + 2,
+                  {"cache", "herd::LoadingCache, max_entries = the size, one Get() per access",
+                   [seed = flags.seed](const Trace& t, uint64_t c) {
+                     return CacheHits(t, c, seed);
+                   }});
+  const size_t lru = IndexOf(policies, "LRU");
+  const size_t herd = IndexOf(policies, "herd");
+  const size_t cache = IndexOf(policies, "cache");
+  const size_t belady = IndexOf(policies, "Belady");
+  const std::vector<Trace> traces = Traces(flags);
+  std::vector<Row> rows;
+  for (size_t t = 0; t < traces.size(); ++t) {
+    for (size_t s : SizesOf(traces, t)) Run(traces[t], s, policies, rows);
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "hit_ratio --through-cache: %.1f s\n", seconds);
+
+  std::string md =
+      "| trace | cache | entries | LRU | policy alone | through the cache | Belady | "
+      "cache / LRU | gap closed | policy alone: gap closed |\n"
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const Row& r : rows) {
+    const double closed = GapClosed(r, lru, cache, belady);
+    const double closed_alone = GapClosed(r, lru, herd, belady);
+    md += Format("| %s | %s | %llu | %.4f | %.4f | **%.4f** | %.4f |", r.trace.c_str(),
+                 SizeName(r.fraction), static_cast<unsigned long long>(r.capacity),
+                 r.ratio[lru], r.ratio[herd], r.ratio[cache], r.ratio[belady]);
+    md += r.ratio[lru] > 0 ? Format(" %.3fx |", r.ratio[cache] / r.ratio[lru])
+                           : std::string(" – |");
+    md += std::isnan(closed) ? std::string(" – |") : Format(" %.1f%% |", 100 * closed);
+    md += std::isnan(closed_alone) ? std::string(" – |\n")
+                                   : Format(" %.1f%% |\n", 100 * closed_alone);
+  }
+  md += "\nTargets, through the cache:\n\n";
+  {
+    const Row& r = Find(rows, "zipf-0.9", 0.01);
+    const double closed = GapClosed(r, lru, cache, belady);
+    md += Format("- %s Zipf 0.9 at 1%%: closes at least 60%% of the LRU-Belady gap: %.1f%%\n",
+                 closed >= 0.6 ? "**met**" : "**missed**", 100 * closed);
+  }
+  {
+    const Row& r = Find(rows, "zipf-0.9+scan", 0.01);
+    const double x = r.ratio[cache] / r.ratio[lru];
+    md += Format("- %s Zipf 0.9 + 20%% scan at 1%%: at least 1.4x LRU: %.3fx\n",
+                 x >= 1.4 ? "**met**" : "**missed**", x);
+  }
+  {
+    const Row* worst = &rows.front();
+    for (const Row& r : rows) {
+      if (r.ratio[cache] - r.ratio[lru] < worst->ratio[cache] - worst->ratio[lru]) worst = &r;
+    }
+    const double margin = worst->ratio[cache] - worst->ratio[lru];
+    md += Format("- %s at least LRU's hit ratio on every trace and size: smallest margin "
+                 "%+.4f (%s at %s)\n",
+                 margin >= 0 ? "**met**" : "**missed**", margin, worst->trace.c_str(),
+                 SizeName(worst->fraction));
+  }
+  md += Format(
+      "\n`through the cache` replays each trace through a bounded `herd::LoadingCache` "
+      "(`max_entries` = the size, one `Get()` per access, on one thread, keys hashed as the "
+      "simulation hashes them); `policy alone` drives `TinyLfu` directly, every hit a "
+      "`RecordAccess()`, as in `hit_ratio.md`. `gap closed` is (cache - LRU) / (Belady - "
+      "LRU). Written by `scripts/hit_ratio.sh`: `hit_ratio --through-cache --keys=%u "
+      "--accesses=%zu --seed=%llu`.\n",
+      flags.keys, flags.accesses, static_cast<unsigned long long>(flags.seed));
+  std::fputs(md.c_str(), stdout);
+  if (!flags.md.empty() && !WriteFile(flags.md, md)) {
+    std::fprintf(stderr, "hit_ratio: cannot write %s\n", flags.md.c_str());
+    return 1;
+  }
+  return 0;
 }
 
 int Main(int argc, char** argv) {
@@ -432,31 +572,28 @@ int Main(int argc, char** argv) {
       flags.plot = v;
     } else if (arg == "--ablation") {
       flags.ablation = true;
+    } else if (arg == "--through-cache") {
+      flags.through_cache = true;
     } else {
       return Usage();
     }
   }
   if (flags.keys < 1000 || flags.accesses < flags.keys) return Usage();
+  if (flags.through_cache) {
+    if (flags.ablation || !flags.json.empty() || !flags.plot.empty()) return Usage();
+    return ThroughCache(flags);
+  }
 
   const auto start = std::chrono::steady_clock::now();
   const std::vector<Policy> policies = Policies(flags);
   std::vector<Row> rows;
   const uint64_t seed = flags.seed;
-  auto all_sizes = [&](const Trace& t) {
-    for (size_t s = 0; s < 3; ++s) Run(t, s, policies, rows);
-  };
-  all_sizes(ZipfTrace(flags.keys, flags.accesses, 0.6, seed + 1));
-  all_sizes(ZipfTrace(flags.keys, flags.accesses, 0.9, seed + 2));
-  all_sizes(ZipfTrace(flags.keys, flags.accesses, 1.2, seed + 3));
-  all_sizes(ZipfScanTrace(flags.keys, flags.accesses, 0.9, 0.2, seed + 4));
-  for (size_t s = 0; s < 3; ++s) {
-    // The loop is 1.1x the cache, so each size has its own trace; the cold
-    // keys make the cache the same share of its distinct keys as elsewhere.
-    const auto cache = static_cast<uint32_t>(std::llround(flags.keys * kFractions[s]));
-    const uint32_t loop = cache + (cache + 9) / 10;
-    Run(LoopTrace(flags.keys, loop, 0.2, seed + 5 + s), s, policies, rows);
+  {
+    const std::vector<Trace> traces = Traces(flags);
+    for (size_t t = 0; t < traces.size(); ++t) {
+      for (size_t s : SizesOf(traces, t)) Run(traces[t], s, policies, rows);
+    }
   }
-  all_sizes(ShiftTrace(flags.keys, flags.accesses, 0.9, seed + 8));
   // Beyond the targets: LRU, herd with and without climbing, Belady.
   std::vector<Policy> extra_policies;
   Flags with_variants = flags;

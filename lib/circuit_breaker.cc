@@ -146,7 +146,14 @@ void CircuitBreaker::Close() {
 }
 
 bool CircuitBreaker::IsFailure(const std::exception_ptr& e) const {
-  return !options_.is_failure || options_.is_failure(e);
+  if (options_.is_failure) return options_.is_failure(e);
+  try {
+    std::rethrow_exception(e);
+  } catch (const Cancelled&) {
+    return false;  // the caller gave up; the dependency did not fail
+  } catch (...) {
+    return true;
+  }
 }
 
 CircuitBreaker::State CircuitBreaker::state() const {

@@ -9,11 +9,11 @@
 namespace herd::internal {
 namespace {
 
-constexpr uint64_t kOneMask = 0x1111111111111111ULL;   // bit 0 of each nibble
-constexpr uint64_t kHalfMask = 0x7777777777777777ULL;  // bits 0-2 of each
+constexpr uint64_t kOneMask = 0x0101010101010101ULL;   // bit 0 of each byte
+constexpr uint64_t kHalfMask = 0x7f7f7f7f7f7f7f7fULL;  // bits 0-6 of each
 
-// Words per 64-byte block.
-constexpr size_t kBlockWords = 8;
+// Entries of capacity per block: 16 counters (bytes) each.
+constexpr uint64_t kBlockEntries = 8;
 
 uint64_t CeilPowerOfTwo(uint64_t n) {
   return n <= 1 ? 1 : std::bit_ceil(n);
@@ -30,49 +30,29 @@ FrequencySketch::FrequencySketch(uint64_t seed,
 void FrequencySketch::set_sample_factor(uint32_t factor) noexcept {
   assert(factor >= 1);
   sample_factor_ = std::max<uint32_t>(factor, 1);
+  sample_size_ = sample_factor_ * capacity_;
 }
 
 void FrequencySketch::EnsureCapacity(uint64_t entries) {
   entries = std::clamp<uint64_t>(entries, 1, kMaxCapacity);
   if (capacity_ >= entries) return;
-  const uint64_t words = std::max<uint64_t>(CeilPowerOfTwo(entries), kBlockWords);
-  std::vector<uint64_t> table(words, 0);
+  const uint64_t rounded = std::max(CeilPowerOfTwo(entries), kBlockEntries);
+  std::vector<Block> table(rounded / kBlockEntries, Block{});
   std::vector<uint64_t> doorkeeper;
   if (options_.doorkeeper) {
     // About 16 bits per entry of capacity: the doorkeeper sees the distinct
     // keys of one aging period, up to sample_factor per entry.
-    doorkeeper.assign(std::max<uint64_t>(words / 4, 1), 0);
+    doorkeeper.assign(std::max<uint64_t>(rounded / 4, 1), 0);
   }
   // No throw below.
   table_.swap(table);
   doorkeeper_.swap(doorkeeper);
-  block_mask_ = words / kBlockWords - 1;
+  block_mask_ = table_.size() - 1;
   doorkeeper_mask_ = doorkeeper_.empty() ? 0 : doorkeeper_.size() * 64 - 1;
   capacity_ = entries;
+  sample_size_ = sample_factor_ * capacity_;
   additions_ = 0;
-}
-
-FrequencySketch::Slots FrequencySketch::Locate(uint64_t hash) const noexcept {
-  const uint64_t mixed = MixHash(hash ^ salt_);
-  // High bits pick the block; each byte of the low half picks one counter:
-  // bit 0 its word within the row's pair, bits 1-4 its nibble.
-  const size_t block = static_cast<size_t>((mixed >> 32) & block_mask_) * kBlockWords;
-  Slots s;
-  for (unsigned i = 0; i < 4; ++i) {
-    const unsigned byte = static_cast<unsigned>(mixed >> (8 * i)) & 0xff;
-    s.word[i] = block + 2 * i + (byte & 1);
-    s.shift[i] = ((byte >> 1) & 15) * 4;
-  }
-  return s;
-}
-
-int FrequencySketch::Count(const Slots& s) const noexcept {
-  int count = kMaxCount;
-  for (int i = 0; i < 4; ++i) {
-    const int c = static_cast<int>((table_[s.word[i]] >> s.shift[i]) & 0xf);
-    count = std::min(count, c);
-  }
-  return count;
+  conservative_only_ = options_.conservative && !options_.doorkeeper;
 }
 
 bool FrequencySketch::DoorkeeperTest(uint64_t mixed) const noexcept {
@@ -91,7 +71,7 @@ bool FrequencySketch::DoorkeeperTestAndSet(uint64_t mixed) noexcept {
   return false;
 }
 
-void FrequencySketch::Increment(uint64_t hash) noexcept {
+void FrequencySketch::IncrementOther(uint64_t hash) noexcept {
   if (table_.empty()) return;
   bool added = false;
   if (options_.doorkeeper &&
@@ -102,23 +82,21 @@ void FrequencySketch::Increment(uint64_t hash) noexcept {
     if (options_.conservative) {
       const int min = Count(s);
       if (min < kMaxCount) {
-        for (int i = 0; i < 4; ++i) {
-          if (static_cast<int>((table_[s.word[i]] >> s.shift[i]) & 0xf) == min) {
-            table_[s.word[i]] += uint64_t{1} << s.shift[i];
-          }
+        for (uint8_t* c : s.counter) {
+          if (*c == min) ++*c;
         }
         added = true;
       }
     } else {
-      for (int i = 0; i < 4; ++i) {
-        if (((table_[s.word[i]] >> s.shift[i]) & 0xf) != 0xf) {
-          table_[s.word[i]] += uint64_t{1} << s.shift[i];
+      for (uint8_t* c : s.counter) {
+        if (*c != kMaxCount) {
+          ++*c;
           added = true;
         }
       }
     }
   }
-  if (added && ++additions_ >= sample_size()) Age();
+  if (added && ++additions_ >= sample_size_) Age();
 }
 
 int FrequencySketch::Frequency(uint64_t hash) const noexcept {
@@ -130,9 +108,11 @@ int FrequencySketch::Frequency(uint64_t hash) const noexcept {
 
 void FrequencySketch::Age() noexcept {
   uint64_t odd = 0;
-  for (uint64_t& word : table_) {
-    odd += static_cast<uint64_t>(std::popcount(word & kOneMask));
-    word = (word >> 1) & kHalfMask;
+  for (Block& block : table_) {
+    for (uint64_t& word : block.words) {
+      odd += static_cast<uint64_t>(std::popcount(word & kOneMask));
+      word = (word >> 1) & kHalfMask;
+    }
   }
   std::fill(doorkeeper_.begin(), doorkeeper_.end(), 0);
   // Each key owns four counters: a quarter of the odd ones is the rounding

@@ -68,30 +68,15 @@ void TinyLfu::SetShares(uint64_t window_max) noexcept {
       main, static_cast<uint64_t>(std::floor(static_cast<long double>(main) * share)));
 }
 
-void TinyLfu::RecordAccess(PolicyHook* h) noexcept {
-  assert(h->queue != kNone);
-  sketch_.Increment(h->hash);
-  ++hits_in_sample_;
-  switch (h->queue) {
-    case kWindow:
-      window_.MoveToBack(h);
-      break;
-    case kProbation:
-      if (h->weight > protected_max_) {
-        probation_.MoveToBack(h);  // too heavy to protect
-        break;
-      }
-      probation_.Erase(h);
-      protected_.PushBack(h);
-      h->queue = kProtected;
-      DemoteProtectedExcess();
-      break;
-    case kProtected:
-      protected_.MoveToBack(h);
-      break;
-    default:
-      break;  // overweight: leaves at the next Evict()
+void TinyLfu::PromoteFromProbation(PolicyHook* h) noexcept {
+  if (h->weight > protected_max_) {
+    probation_.MoveToBack(h);  // too heavy to protect
+    return;
   }
+  probation_.Erase(h);
+  protected_.PushBack(h);
+  h->queue = kProtected;
+  DemoteProtectedExcess();
 }
 
 void TinyLfu::RecordMiss(uint64_t hash) noexcept {

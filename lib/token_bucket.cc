@@ -125,7 +125,10 @@ std::optional<Clock::time_point> TokenBucket::Reserve(
   const Clock::time_point start = std::max(empty_at_, now - full_cost_);
   const Clock::time_point end = internal::SaturatingAdd(start, cost);
   const Clock::time_point ready = std::max(end, now);
-  if (ready > latest.value_or(now)) return std::nullopt;
+  // Tokens there now are always granted: `latest` may have been read from
+  // the clock before `now` (AcquireFor reads it first), and a deadline that
+  // has passed means "only what is there now", not "nothing".
+  if (ready > std::max(latest.value_or(now), now)) return std::nullopt;
   empty_at_ = end;
   if (ready <= now) {
     floor_ = std::max(floor_, end);

@@ -158,6 +158,31 @@ TEST(CircuitBreaker, IsFailureThatThrowsCountsAsAFailure) {
   EXPECT_EQ(breaker.state(), State::kOpen);
 }
 
+// circuit_breaker.h: "by default, every exception but herd::Cancelled: a
+// caller that gave up says nothing about the dependency". A cancelled call
+// is a success for the count; any other exception still opens the breaker,
+// and an explicit is_failure decides alone.
+TEST(CircuitBreaker, CancelledIsNotAFailureByDefault) {
+  FakeClock clock;
+  CircuitBreaker breaker(Consecutive(clock, 1));
+  auto cancelled = WithBreaker(breaker, []() -> int { throw Cancelled(); });
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THROW(cancelled(std::stop_token()), Cancelled);
+    EXPECT_EQ(breaker.state(), State::kClosed);
+  }
+  auto failing = WithBreaker(breaker, []() -> int { throw DbDown(); });
+  EXPECT_THROW(failing(std::stop_token()), DbDown);
+  EXPECT_EQ(breaker.state(), State::kOpen);
+
+  CircuitBreakerOptions every = Consecutive(clock, 1);
+  every.is_failure = [](const std::exception_ptr&) { return true; };
+  CircuitBreaker strict(every);
+  auto strict_cancelled =
+      WithBreaker(strict, []() -> int { throw Cancelled(); });
+  EXPECT_THROW(strict_cancelled(std::stop_token()), Cancelled);
+  EXPECT_EQ(strict.state(), State::kOpen);
+}
+
 // circuit_breaker.h: CircuitBreaker::Options stays one release, deprecated.
 TEST(CircuitBreaker, DeprecatedOptionsNameStillWorks) {
   FakeClock clock;

@@ -251,7 +251,7 @@ TEST(FrequencySketch, SameSeedSameEstimatesOtherSeedOtherCollisions) {
 TEST(FrequencySketch, KeysCollideOnlyWhenTheTableIsCrowded) {
   // 16 counters per entry of capacity: 1,000 keys in a sketch sized for
   // 1,000 estimate their own counts well; the same keys in one sized for 8
-  // (one 64-byte block) collide.
+  // (one block of 4 x 32 counters) collide.
   FrequencySketch roomy = Sized(1000);
   FrequencySketch crowded = Sized(8, {.sample_factor = 1000});
   for (uint64_t key = 0; key < 1000; ++key) {

@@ -1233,8 +1233,8 @@ TEST(LoadingCache, EvictionOrderIsExactWithOneShard) {
 
 // CacheOptions size bound: eviction is W-TinyLFU: keys read often survive
 // a scan of keys read once, which would flush an LRU of the same size. (The
-// cache samples about one read in 8 for the policy: 40 reads a key leave
-// each hot key about 5 in the sketch.)
+// cache samples about one read in 4 for the policy: 40 reads a key leave
+// each hot key about 10 in the sketch.)
 TEST(LoadingCache, FrequentKeysSurviveAScan) {
   FakeClock clock;
   Options o = Opts(&clock);

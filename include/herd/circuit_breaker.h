@@ -38,8 +38,9 @@
 // A call's outcome counts only in the state that admitted it: a slow call
 // admitted while closed that fails after the breaker opened is ignored.
 // "Failure" means the loader threw an exception for which is_failure returns
-// true (by default, every exception); a value, or an exception is_failure
-// declines, is a success.
+// true (by default, every exception but herd::Cancelled: a caller that gave
+// up says nothing about the dependency, as in Polly); a value, or an
+// exception is_failure declines, is a success.
 //
 // The breaker's lock is held only to admit and to record a call, never while
 // the loader runs, so concurrent calls through a closed breaker run in
@@ -99,7 +100,8 @@ struct CircuitBreakerOptions {
   // Trial calls admitted in half-open; all must succeed to close.
   // REQUIRES: >= 1.
   int half_open_trials = 1;
-  // Which exceptions count as failures. Empty: all of them. A predicate
+  // Which exceptions count as failures. Empty: all of them except
+  // herd::Cancelled (and its subclasses). A predicate
   // that throws counts the call as a failure (in WithBreaker(), its
   // exception then replaces the loader's).
   std::function<bool(const std::exception_ptr&)> is_failure{};

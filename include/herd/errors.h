@@ -6,7 +6,8 @@
 //   herd::Cancelled        the flight was cancelled (Share::Cancel, CancelAll)
 //   herd::WaitTimeout      a caller's wait on someone else's flight timed out
 //   herd::RecursiveCall    a loader asked its own Share for its own key
-//   herd::Closed           a queue or pool no longer accepts work
+//   herd::Closed           a queue or pool no longer accepts work, or an
+//                          executor destroyed a task unrun
 //   herd::CircuitOpen      a circuit breaker refused the call
 //   herd::DeadlineExceeded a loader ran past its deadline
 //   herd::LimitExceeded    no concurrency permit came within the allowed wait
@@ -52,7 +53,10 @@ class RecursiveCall : public Error {
   using Error::Error;
 };
 
-// A queue, pool or timer has been closed and accepts no more work.
+// A queue or pool has been closed and accepts no more work (BoundedQueue
+// ::Push, ThreadPool::Schedule), or an executor destroyed a task without
+// running it (the task's callers get this: Share::DoAsync, LoadingCache's
+// refreshes; see herd/executor.h).
 class Closed : public Error {
  public:
   Closed() : Error("herd: closed") {}

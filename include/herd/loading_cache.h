@@ -53,7 +53,7 @@
 // replaced node is reclaimed once no reader can hold it, by epoch-based
 // reclamation (herd/internal/epoch.h): a reader announces itself with one
 // atomic exchange on its own cache line. Stats
-// are striped per thread, and a bounded cache records about one read in 8
+// are striped per thread, and a bounded cache records about one read in 4
 // for its eviction policy in a striped, lossy buffer, replayed under the
 // policy's lock (losing records costs the policy a little accuracy and
 // nothing else). Why not a per-shard sequence lock: it would serve only
@@ -153,9 +153,11 @@ struct CacheOptions {
   std::chrono::nanoseconds expire_after_access{0};  // after the last read or
                                                     // write of the key
   // Per-entry lifetime after each write (load, refresh, Put), from key and
-  // value; when set it replaces ttl. nanoseconds::max() means never;
-  // negative means already expired. Runs with no lock held; if it throws,
-  // the value is delivered but not stored (Put: Put throws).
+  // value; when set it replaces ttl. It is not asked on reads.
+  // nanoseconds::max() means never; zero or negative means expired as soon
+  // as written (the callers of its load still get the value). Runs with no
+  // lock held; if it throws, the value is delivered but not stored (Put:
+  // Put throws).
   std::function<std::chrono::nanoseconds(const Key&, const Value&)>
       expire_after{};
 
@@ -210,9 +212,11 @@ struct CacheOptions {
   std::chrono::nanoseconds max_flight_age{0};
 
   // --- Size. 0 is unbounded. At most one of max_entries and max_weight.
-  // Eviction is global (one W-TinyLFU policy for the whole cache) and
-  // never touches an entry with a load or refresh in progress: while every
-  // candidate has one, the cache stays over its bound until one ends.
+  // Eviction is global (one W-TinyLFU policy for the whole cache, not LRU:
+  // the value just stored may be the one evicted) and never touches an
+  // entry with a load or refresh in progress: while every candidate has
+  // one, the cache stays over its bound until one ends. A value heavier
+  // than max_weight is evicted as soon as it is stored.
   uint64_t max_entries = 0;  // values held (each weighs 1)
   uint64_t max_weight = 0;   // total weigher() of the values held
   // REQUIRED iff max_weight > 0 (else unused). Runs with no lock held;
@@ -222,8 +226,9 @@ struct CacheOptions {
 
   // Called exactly once per value that leaves the cache, with the cause,
   // on the thread whose call removed it (CleanUp(), Size() and writes
-  // remove expired values), with no cache lock held. Cached errors are not
-  // reported. Exceptions it throws are ignored.
+  // remove expired values), with no cache lock held. Cached errors, and the
+  // result of a load that Put or Invalidate detached (never stored), are
+  // not reported. Exceptions it throws are ignored.
   std::function<void(const Key&, const Value&, RemovalCause)>
       removal_listener{};
 
@@ -363,16 +368,21 @@ class LoadingCache {
   // The values of `keys`, each looked up as Get() would. The keys that miss
   // and have no load in progress load together in one call of the batch
   // loader (on this thread), or one by one with the loader if none is
-  // bound; the others join their key's load. Keys the batch loader leaves
-  // out are absent from the result (their other callers get
-  // std::out_of_range); keys it adds are ignored. Duplicate keys count once.
-  // Throws: the first load error met (a cached one included),
-  // herd::WaitTimeout, std::logic_error with no bound loader.
+  // bound (every one of them, even after one fails); the others join their
+  // key's load. Keys the batch loader leaves out are absent from the result
+  // (their other callers get std::out_of_range); keys it adds are ignored
+  // (not returned, not stored). Duplicate keys count once.
+  // Throws: the first load error met (a cached one included), once every
+  // load this call started has ended; herd::WaitTimeout; std::logic_error
+  // with no bound loader.
   Map GetAll(std::span<const Key> keys);
 
   // Reloads `key` now, on the executor; readers keep its current value
   // until the reload lands. Returns the reload's future. Concurrent
-  // Refresh() calls, and a load already in progress, share one load.
+  // Refresh() calls, and a load already in progress, share one load. The
+  // reload is stored when it lands even if the value expired meanwhile (as
+  // Guava; Caffeine drops it), unless Put or Invalidate detached it; a
+  // failed one leaves a fresh value in place.
   // Throws: std::logic_error with no bound loader; std::bad_alloc.
   std::shared_future<Value> Refresh(const Key& key);
 

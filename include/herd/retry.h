@@ -77,7 +77,8 @@ struct RetryOptions {
   double jitter = 1.0;
   // Which exceptions are retried. Empty: every exception except
   // herd::CircuitOpen (the breaker said the service is down) and
-  // herd::Cancelled (the caller gave up).
+  // herd::Cancelled (the caller gave up). A predicate that throws ends the
+  // retries: its exception leaves the call in place of the attempt's.
   RetryPredicate retry_if{};
   // Backoff sleeps use this clock; nullptr means Clock::Steady(). Must
   // outlive the policy and every loader wrapped with it.
@@ -107,6 +108,7 @@ class Retry {
 
   // Returns true iff an attempt that threw `e` should be retried (attempts
   // and stop token permitting).
+  // Throws: what retry_if throws.
   bool ShouldRetry(const std::exception_ptr& e) const;
 
   // A predicate that retries exactly the exceptions of types E... (and types

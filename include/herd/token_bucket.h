@@ -135,7 +135,8 @@ class TokenBucket {
   }
 
   // AcquireFor() with an absolute deadline on the bucket's clock
-  // (time_point::max(): no limit).
+  // (time_point::max(): no limit; a deadline already past: only tokens that
+  // are there now).
   bool AcquireUntil(std::int64_t n, Clock::time_point deadline,
                     std::stop_token stop = {}) ABSL_LOCKS_EXCLUDED(mu_);
 

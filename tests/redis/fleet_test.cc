@@ -94,6 +94,27 @@ TEST(FleetCodec, TriviallyCopyableRoundTripsAndRejectsWrongSize) {
   EXPECT_FALSE(Codec<Point>::Decode("").has_value());
 }
 
+// codec.h: the built-in codec "is sound for ... arrays and structs of
+// them", padding included: Encode copies the object representation through
+// unsigned char, the one type std::bit_cast may fill from padding bytes
+// (their values are unspecified; the members round-trip).
+TEST(FleetCodec, StructWithPaddingRoundTrips) {
+  struct Padded {
+    char tag;  // then 7 bytes of padding
+    int64_t value;
+    uint16_t small;  // then 6 more
+  };
+  static_assert(sizeof(Padded) == 24);
+  std::string out;
+  Codec<Padded>::Encode(Padded{'k', -123456789, 65535}, out);
+  ASSERT_EQ(out.size(), sizeof(Padded));
+  const std::optional<Padded> back = Codec<Padded>::Decode(out);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->tag, 'k');
+  EXPECT_EQ(back->value, -123456789);
+  EXPECT_EQ(back->small, 65535);
+}
+
 TEST(FleetCodec, BoolAcceptsOnlyZeroAndOne) {
   EXPECT_EQ(Codec<bool>::Decode(std::string(1, '\0')), false);
   EXPECT_EQ(Codec<bool>::Decode(std::string(1, '\1')), true);
@@ -192,6 +213,24 @@ TEST(FleetOptionsTest, TierChecksItsOptionsAndLoader) {
                std::invalid_argument);
 }
 
+// tier.h, TierOptions::name: "REQUIRES: contains no ':'". Without it, two
+// tiers' Redis keys could be one key: tier "a" with key "b:v:c" and tier
+// "a:v:b" with key "c" both map to <prefix>a:v:b:v:c (and tier "a"'s
+// listener would be handed tier "a:v:b"'s invalidations).
+TEST(FleetOptionsTest, TierNamesCannotMakeTwoTiersShareARedisKey) {
+  Fleet fleet(OptionsFor(6379));
+  auto loader = [](const std::string& k) { return k; };
+  EXPECT_THROW(StringTier(fleet, {.name = "a:v:b"}, loader),
+               std::invalid_argument);
+  EXPECT_THROW(StringTier(fleet, {.name = "a:"}, loader),
+               std::invalid_argument);
+  StringTier a(fleet, {.name = "a"}, loader);
+  StringTier ab(fleet, {.name = "a_v_b"}, loader);
+  EXPECT_NE(a.RedisKeys("b:v:c").value_key, ab.RedisKeys("c").value_key);
+  EXPECT_EQ(a.RedisKeys("b:v:c").value_key,
+            fleet.options().prefix + "a:v:b:v:c");
+}
+
 // --- With a server -----------------------------------------------------------------
 
 class FleetTest : public ::testing::Test {
@@ -240,6 +279,42 @@ TEST_F(FleetTest, MissLoadsUnderTheLeaseThenEveryFleetHits) {
   EXPECT_EQ(PayloadOf(*stored), "row:k");
   EXPECT_GT(client.Pttl(keys.value_key), 50000);
   EXPECT_EQ(client.Pttl(keys.lease_key), -2);  // released by the write
+}
+
+// A value codec whose Encode throws for the value "unencodable".
+struct PickyCodec {
+  static std::string Tag() { return "picky"; }
+  static void Encode(const std::string& value, std::string& out) {
+    if (value == "unencodable") throw std::runtime_error("cannot encode");
+    out += value;
+  }
+  static std::optional<std::string> Decode(std::string_view bytes) {
+    return std::string(bytes);
+  }
+};
+
+// tier.h: "A value that cannot be encoded is returned but not stored"; the
+// lease is given back, and Loaded::expires_in is the ttl the value would
+// have had ("A local copy kept this long is never staler than Redis's"),
+// not "never": nothing in Redis ever expires it.
+TEST_F(FleetTest, UnencodableValueIsReturnedNotStoredAndStillExpires) {
+  Fleet fleet(Options());
+  Tier<std::string, std::string, PickyCodec> tier(
+      fleet, {.name = "picky", .ttl = seconds(60)},
+      [](const std::string& k) { return k; });
+  const Loaded<std::string> got = tier.Fetch("unencodable");
+  EXPECT_EQ(got.value, "unencodable");
+  EXPECT_EQ(got.source, Source::kLoaded);
+  EXPECT_LE(got.expires_in, seconds(60));
+  EXPECT_LE(got.fresh_for, seconds(60));
+  Client client(server_.port());
+  const KeyRef keys = tier.RedisKeys("unencodable");
+  EXPECT_FALSE(client.Get(keys.value_key).has_value());
+  EXPECT_EQ(client.Pttl(keys.lease_key), -2);  // given back
+  EXPECT_EQ(fleet.Stats().writes, 0u);
+  // An encodable value of the same tier is stored as usual.
+  EXPECT_EQ(tier.Fetch("fine").source, Source::kLoaded);
+  EXPECT_TRUE(client.Get(tier.RedisKeys("fine").value_key).has_value());
 }
 
 TEST_F(FleetTest, TtlZeroKeepsTheValueAndExpireAfterDecidesPerValue) {

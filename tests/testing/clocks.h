@@ -15,7 +15,9 @@
 #ifndef HERD_TESTS_TESTING_CLOCKS_H_
 #define HERD_TESTS_TESTING_CLOCKS_H_
 
+#include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -120,7 +122,7 @@ class ThrowingClock final : public Clock {
 };
 
 // Time, and every sleep, from `inner`; each SleepUntil() first records its
-// deadline.
+// deadline (Go's Reservation.Delay, made observable).
 class RecordingClock final : public Clock {
  public:
   explicit RecordingClock(FakeClock& inner) : inner_(inner) {}
@@ -132,6 +134,7 @@ class RecordingClock final : public Clock {
       std::lock_guard<std::mutex> lock(mu_);
       deadlines_.push_back(deadline);
     }
+    cv_.notify_all();
     return inner_.SleepUntil(deadline, stop);
   }
 
@@ -141,9 +144,22 @@ class RecordingClock final : public Clock {
     return deadlines_;
   }
 
+  // Blocks until at least `n` sleeps have begun, for at most `bound`;
+  // returns the deadline of the n-th (1-based), or time_point::max() if it
+  // did not begin in time.
+  time_point AwaitSleep(size_t n, std::chrono::seconds bound =
+                                      std::chrono::seconds(60)) const {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, bound, [&] { return deadlines_.size() >= n; })) {
+      return time_point::max();
+    }
+    return deadlines_[n - 1];
+  }
+
  private:
   FakeClock& inner_;
   mutable std::mutex mu_;
+  mutable std::condition_variable cv_;         // a sleep began
   mutable std::vector<time_point> deadlines_;  // guarded by mu_
 };
 

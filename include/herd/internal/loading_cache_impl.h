@@ -601,17 +601,19 @@ class CacheCore {
 
   // A hit on `e`, counted and recorded for the policy.
   // A bounded cache records about one read in 2^kReadSampleShift for
-  // W-TinyLFU: replaying a read costs it a sketch update and a list move,
-  // about twice a whole hit. A read is picked when its stripe's sequence
+  // W-TinyLFU: replaying a read (a sketch update and a list move, with the
+  // read buffer about 110 instructions) costs most of a whole hit, and one
+  // in 4 keeps a hit within 1.2x the hand-written cache's instructions (one
+  // in 2 would not). A read is picked when its stripe's sequence
   // number, scaled by the golden ratio (a Weyl sequence), falls in the
   // first 2^-shift of the range: every key is sampled at the same rate
-  // whatever the period of the access pattern (a plain seq % 8 would
+  // whatever the period of the access pattern (a plain seq % 4 would
   // starve keys that a periodic pattern always puts off the grid), so
   // relative frequencies hold. docs/loading_cache.md measures what it
   // costs the hit ratio. Other policies (LruPolicy, in tests) see every
   // read, so their order is exact.
   static constexpr int kReadSampleShift =
-      std::is_base_of_v<TinyLfu, Policy> ? 3 : 0;
+      std::is_base_of_v<TinyLfu, Policy> ? 2 : 0;
   ABSL_ATTRIBUTE_ALWAYS_INLINE void OnHit(Entry* e, size_t stripe) {
     const uint64_t seq = counters_.Add(stripe, kHits);
     if (!bounded_) return;
@@ -811,6 +813,9 @@ class CacheCore {
   // Hands an execution of `l` (its reference) to the executor. Never
   // throws: a refused task fails the load.
   void Submit(Load* l) noexcept;
+  // Settles an execution of `l` that never ran (refused, dropped, or never
+  // handed over) with `error`; a refresh counts as a refresh failure.
+  void SettleUnrun(Load* l, std::exception_ptr error) noexcept;
   ExecutorRef Executor();
   Timer& TimerRef();
 
@@ -1754,12 +1759,11 @@ void CacheCore<K, V, H, E, P>::Submit(Load* l) noexcept {
         : core(o.core), load(std::exchange(o.load, nullptr)) {}
     Body& operator=(Body&&) = delete;
     ~Body() {
-      if (load != nullptr) core->Settle(load, nullptr, nullptr, BadAllocError());
+      if (load != nullptr) core->SettleUnrun(load, BadAllocError());
     }
     void Run() { core->ExecuteBound(std::exchange(load, nullptr)); }
     void Abandon(std::exception_ptr error) noexcept {
-      core->Settle(std::exchange(load, nullptr), nullptr, nullptr,
-                   std::move(error));
+      core->SettleUnrun(std::exchange(load, nullptr), std::move(error));
     }
     CacheCore* core;
     Load* load;
@@ -1768,7 +1772,7 @@ void CacheCore<K, V, H, E, P>::Submit(Load* l) noexcept {
   try {
     executor = Executor();
   } catch (...) {
-    Settle(l, nullptr, nullptr, std::current_exception());
+    SettleUnrun(l, std::current_exception());
     return;
   }
   try {
@@ -1777,6 +1781,22 @@ void CacheCore<K, V, H, E, P>::Submit(Load* l) noexcept {
     // The body ran, was abandoned, or failed the execution as it was
     // destroyed: the load has its outcome either way.
   }
+}
+
+template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::SettleUnrun(Load* l,
+                                        std::exception_ptr error) noexcept {
+  // CacheStats::refresh_failures: "refreshes that threw, or were never
+  // run". (Execute counts the ones that ran.)
+  if (l->kind == LoadKind::kRefresh || l->kind == LoadKind::kEarlyRefresh) {
+    try {
+      counters_.Add(Stripe(), kRefreshFailures);
+    } catch (...) {
+      // This thread's first stripe could not be allocated; Settle's epoch
+      // section needs the same record.
+    }
+  }
+  Settle(l, nullptr, nullptr, std::move(error));
 }
 
 template <class K, class V, class H, class E, class P>

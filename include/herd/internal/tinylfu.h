@@ -62,7 +62,7 @@
 // by Remove().
 //
 // Memory: 32 bytes of PolicyHook inside each entry (allocated by the cache),
-// plus the sketch: 8 bytes per entry of capacity, sized at construction for
+// plus the sketch: 16 bytes per entry of capacity, sized at construction for
 // min(max_weight, 16384) entries and grown (as entries arrive) up to
 // max_weight entries. Nothing is allocated per operation.
 //
@@ -78,6 +78,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/base/attributes.h"
 #include "herd/internal/frequency_sketch.h"
 #include "herd/internal/policy_hook.h"
 
@@ -140,7 +141,7 @@ class TinyLfu {
   // moves it up (window: most recent; probation: promoted to protected,
   // unless heavier than protected's share; protected: most recent).
   // REQUIRES: h is in this policy.
-  void RecordAccess(PolicyHook* h) noexcept;
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void RecordAccess(PolicyHook* h) noexcept;
 
   // An access to a key that is not in the policy and will not be added by
   // it (a lookup that misses and loads nothing, or a load that failed):
@@ -244,6 +245,10 @@ class TinyLfu {
   HookList& ListOf(uint8_t queue) noexcept;
   const HookList& ListOf(uint8_t queue) const noexcept;
 
+  // RecordAccess() of an entry in probation: promotes it to protected
+  // (trimming protected), or, if heavier than protected's share, moves it
+  // to probation's most recent end.
+  void PromoteFromProbation(PolicyHook* h) noexcept;
   // Moves protected's least recently used entries to probation's most
   // recent end until protected is within its share.
   void DemoteProtectedExcess() noexcept;
@@ -287,7 +292,25 @@ class TinyLfu {
   double step_ = 0;  // signed: < 0 shrinks the window
 };
 
-// --- Template definitions.
+// --- Inline and template definitions.
+
+// Inline, with the sketch's Increment(): the cache replays every read it
+// records through here, so the common cases (a hit in the window or in
+// protected) are a sketch update and a list move with no call.
+inline void TinyLfu::RecordAccess(PolicyHook* h) noexcept {
+  assert(h->queue != kNone);
+  const uint8_t queue = h->queue;  // before the sketch's byte stores
+  sketch_.Increment(h->hash);
+  ++hits_in_sample_;
+  if (queue == kWindow) {
+    window_.MoveToBack(h);
+  } else if (queue == kProtected) {
+    protected_.MoveToBack(h);
+  } else if (queue == kProbation) {
+    PromoteFromProbation(h);
+  }
+  // Overweight: leaves at the next Evict().
+}
 
 template <class CanEvict, class OnEvict>
 void TinyLfu::Evict(CanEvict&& can_evict, OnEvict&& on_evict) {

@@ -100,12 +100,15 @@ struct Codec<T, std::enable_if_t<std::is_trivially_copyable_v<T> &&
     return "bytes/" + std::to_string(sizeof(T)) + "/" + typeid(T).name();
   }
   static void Encode(const T& value, std::string& out) {
-    const auto bytes = std::bit_cast<std::array<char, sizeof(T)>>(value);
-    out.append(bytes.data(), bytes.size());
+    // unsigned char: the only element type (with std::byte) that std::bit_cast
+    // may fill from T's padding bytes, which are indeterminate.
+    const auto bytes =
+        std::bit_cast<std::array<unsigned char, sizeof(T)>>(value);
+    out.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   }
   static std::optional<T> Decode(std::string_view bytes) {
     if (bytes.size() != sizeof(T)) return std::nullopt;
-    std::array<char, sizeof(T)> raw;
+    std::array<unsigned char, sizeof(T)> raw;
     std::memcpy(raw.data(), bytes.data(), sizeof(T));
     if constexpr (std::is_same_v<std::remove_cv_t<T>, bool>) {
       if (raw[0] != 0 && raw[0] != 1) return std::nullopt;

@@ -262,7 +262,9 @@ class Fleet {
   FleetStats Stats() const;
   const FleetOptions& options() const;
 
-  // The Redis keys of `key` (already encoded) in `name_space`.
+  // The Redis keys of `key` (already encoded) in `name_space`. Distinct
+  // (name_space, key) pairs give distinct keys only for name spaces with
+  // no ':' (Tier checks its name).
   KeyRef KeysFor(std::string_view name_space, std::string_view key) const;
 
   // --- The protocol (what Tier calls), on bytes.

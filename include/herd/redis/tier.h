@@ -61,7 +61,9 @@ namespace herd::redis {
 template <class Key, class Value>
 struct TierOptions {
   // Name space of the keys under the Fleet's prefix: tiers with different
-  // key or value types need different names.
+  // key or value types need different names. REQUIRES: contains no ':'
+  // (which ends the name inside a Redis key), so that different names never
+  // share a Redis key.
   std::string name = "default";
   // How long Redis keeps a value after each write; 0 keeps it until it is
   // invalidated or overwritten. REQUIRES: >= 0.
@@ -88,7 +90,8 @@ struct Loaded {
   Source source = Source::kRedis;
   bool stale = false;                 // past refresh_after, served at once
   std::chrono::nanoseconds age{0};    // since written (Redis's clock)
-  // Until Redis drops it (nanoseconds::max(): never).
+  // Until Redis drops it (nanoseconds::max(): never). A value loaded but
+  // not stored, because its encoding threw: the ttl it would have had.
   std::chrono::nanoseconds expires_in = std::chrono::nanoseconds::max();
   // Until it turns stale: refresh_after - age when refresh_after is set,
   // else expires_in. Never negative. A local copy kept this long is never
@@ -149,9 +152,11 @@ class Tier {
   struct RefreshTask;
 
   std::chrono::nanoseconds TtlFor(const Key& key, const Value& value) const;
-  std::optional<Payload> LoadPayload(const Key& key,
-                                     std::optional<Value>& value,
-                                     bool store) const;
+  // Runs the loader into `value`; returns the Payload to store (nullopt if
+  // encoding threw: then *unstored_ttl, if given, is its ttl).
+  std::optional<Payload> LoadPayload(
+      const Key& key, std::optional<Value>& value, bool store,
+      std::optional<std::chrono::nanoseconds>* unstored_ttl = nullptr) const;
   void StartRefresh(const Key& key, KeyRef keys, std::string token);
 
   Fleet& fleet_;

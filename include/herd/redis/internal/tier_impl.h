@@ -20,6 +20,9 @@ const Options& CheckedTierOptions(const Options& o) {
   auto fail = [](const char* what) {
     throw std::invalid_argument(std::string("herd::redis::Tier: ") + what);
   };
+  // Redis keys are <prefix><name>:v:<key>: a ':' in a name would let two
+  // tiers' keys meet (name "a", key "b:v:c" and name "a:v:b", key "c").
+  if (o.name.find(':') != std::string::npos) fail("name contains ':'");
   if (o.ttl < std::chrono::nanoseconds::zero()) fail("ttl < 0");
   if (o.refresh_after < std::chrono::nanoseconds::zero()) {
     fail("refresh_after < 0");
@@ -75,7 +78,8 @@ std::chrono::nanoseconds Tier<Key, Value, ValueCodec, KeyCodecT>::TtlFor(
 
 template <class Key, class Value, class ValueCodec, class KeyCodecT>
 std::optional<Payload> Tier<Key, Value, ValueCodec, KeyCodecT>::LoadPayload(
-    const Key& key, std::optional<Value>& value, bool store) const {
+    const Key& key, std::optional<Value>& value, bool store,
+    std::optional<std::chrono::nanoseconds>* unstored_ttl) const {
   value.emplace(loader_(key));  // the loader's exception goes to the caller
   Payload payload;
   payload.ttl = TtlFor(key, *value);
@@ -83,7 +87,9 @@ std::optional<Payload> Tier<Key, Value, ValueCodec, KeyCodecT>::LoadPayload(
   try {
     ValueCodec::Encode(*value, payload.bytes);
   } catch (...) {
-    return std::nullopt;  // returned to the callers, not stored
+    // Returned to the callers, not stored: it expires as if it had been.
+    if (unstored_ttl != nullptr) *unstored_ttl = payload.ttl;
+    return std::nullopt;
   }
   return payload;
 }
@@ -92,6 +98,7 @@ template <class Key, class Value, class ValueCodec, class KeyCodecT>
 Loaded<Value> Tier<Key, Value, ValueCodec, KeyCodecT>::Fetch(const Key& key) {
   KeyRef keys = RedisKeys(key);
   std::optional<Value> value;
+  std::optional<std::chrono::nanoseconds> unstored_ttl;
   const FetchResult r = fleet_.Fetch(
       keys, policy_,
       [&](std::string_view bytes) {
@@ -100,7 +107,9 @@ Loaded<Value> Tier<Key, Value, ValueCodec, KeyCodecT>::Fetch(const Key& key) {
         value = std::move(decoded);
         return true;
       },
-      [&](bool store) { return LoadPayload(key, value, store); });
+      [&](bool store) {
+        return LoadPayload(key, value, store, &unstored_ttl);
+      });
   if (!r.refresh_token.empty()) {
     StartRefresh(key, std::move(keys), r.refresh_token);
   }
@@ -108,8 +117,8 @@ Loaded<Value> Tier<Key, Value, ValueCodec, KeyCodecT>::Fetch(const Key& key) {
   out.source = r.source;
   out.stale = r.stale;
   out.age = r.age;
-  out.expires_in = r.expires_in;
-  out.fresh_for = r.expires_in;
+  out.expires_in = unstored_ttl ? *unstored_ttl : r.expires_in;
+  out.fresh_for = out.expires_in;
   if (options_.refresh_after > std::chrono::nanoseconds::zero()) {
     out.fresh_for = std::min(
         out.fresh_for, std::max(std::chrono::nanoseconds::zero(),
