@@ -110,6 +110,13 @@ void TinyLfu::Unlink(PolicyHook* h) noexcept {
   h->queue = kNone;
 }
 
+void TinyLfu::Replace(PolicyHook* old, PolicyHook* h) noexcept {
+  assert(old->queue != kNone && h->queue == kNone);
+  ListOf(old->queue).Replace(old, h);
+  h->queue = old->queue;
+  old->queue = kNone;
+}
+
 void TinyLfu::UpdateWeight(PolicyHook* h, uint32_t weight) noexcept {
   assert(h->queue != kNone);
   const uint8_t queue = h->queue;

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <new>
 #include <random>
 #include <set>
 #include <thread>
@@ -83,6 +85,85 @@ TEST(EpochIndex, FullHashCollisionsAndAbsence) {
   index.ReserveLocked(1);
   index.InsertLocked(&c);
   EXPECT_FALSE(index.AbsenceHoldsLocked(42, probe));
+}
+
+// epoch_index.h: an Entry may keep only the low bits of its hash (a
+// narrower `hash`): InsertLocked takes the whole hash for the slot's tag,
+// and hashes that differ only above the kept bits are told apart by the
+// tag or, failing that, by the equality callback. ReplaceLocked keeps the
+// slot's tag.
+TEST(EpochIndex, EntriesKeepingPartOfTheirHash) {
+  struct Narrow : Retired {
+    Narrow(uint64_t h, int k) : hash(static_cast<uint32_t>(h)), key(k) {}
+    uint32_t hash;
+    int key;
+  };
+  EpochIndex<Narrow> index;
+  auto find = [&](int key, uint64_t hash) {
+    EpochGuard g;
+    return index.Find(hash, [&](const Narrow& n) { return n.key == key; });
+  };
+  const uint64_t low = 0x12345678;
+  const uint64_t a_hash = low | (uint64_t{0xaaaa} << 48);               // own tag
+  const uint64_t b_hash = low | (uint64_t{0xbbbb} << 48);               // own tag
+  const uint64_t c_hash = low | (uint64_t{0xbbbb} << 48) | (1ull << 40);  // b's tag
+  Narrow a(a_hash, 1), b(b_hash, 2), c(c_hash, 3), b2(b_hash, 2);
+  std::vector<std::unique_ptr<Narrow>> filler;
+  for (int k = 0; k < 100; ++k) {
+    filler.push_back(std::make_unique<Narrow>(Mix(k), 100 + k));
+    index.ReserveLocked(1);
+    index.InsertLocked(filler.back().get(), Mix(k));
+  }
+  index.ReserveLocked(3);
+  index.InsertLocked(&a, a_hash);
+  index.InsertLocked(&b, b_hash);
+  index.InsertLocked(&c, c_hash);
+  EXPECT_EQ(find(1, a_hash), &a);
+  EXPECT_EQ(find(2, b_hash), &b);
+  EXPECT_EQ(find(3, c_hash), &c);
+  EXPECT_EQ(find(1, b_hash), nullptr);  // a's tag differs from b's
+  for (int k = 0; k < 100; ++k) EXPECT_EQ(find(100 + k, Mix(k)), filler[k].get());
+  EpochGuard g;
+  auto probe = index.FindForWrite(b_hash, [](const Narrow& n) { return n.key == 4; });
+  EXPECT_EQ(probe.found, nullptr);
+  EXPECT_EQ(probe.rejected_count, 2);  // b and c: same tag and low bits
+  EXPECT_TRUE(index.AbsenceHoldsLocked(b_hash, probe));
+  index.ReplaceLocked(&b, &b2);
+  EXPECT_EQ(find(2, b_hash), &b2);
+  EXPECT_FALSE(index.AbsenceHoldsLocked(b_hash, probe));  // b2 is new to it
+  index.ReserveLocked(1000);  // grows: entries are placed by their low bits
+  EXPECT_EQ(find(2, b_hash), &b2);
+  EXPECT_EQ(find(3, c_hash), &c);
+  for (int k = 0; k < 100; ++k) EXPECT_EQ(find(100 + k, Mix(k)), filler[k].get());
+}
+
+// epoch_index.h: ReserveLocked: "Throws: std::bad_alloc, with nothing
+// changed ... when the table would need more slots than an Entry's stored
+// hash bits can address". With 8 bits kept, 256 slots hold 192 entries (a
+// load of 3/4); the 193rd is refused and the rest stay found.
+TEST(EpochIndex, NarrowHashBoundsTheTable) {
+  struct Tiny : Retired {
+    Tiny(uint64_t h, int k) : hash(static_cast<uint8_t>(h)), key(k) {}
+    uint8_t hash;
+    int key;
+  };
+  EpochIndex<Tiny> index;
+  std::vector<std::unique_ptr<Tiny>> items;
+  for (int k = 0; k < 192; ++k) {
+    items.push_back(std::make_unique<Tiny>(Mix(k), k));
+    index.ReserveLocked(1);
+    index.InsertLocked(items.back().get(), Mix(k));
+  }
+  EXPECT_EQ(index.CapacityLocked(), 256u);
+  EXPECT_THROW(index.ReserveLocked(1), std::bad_alloc);
+  EXPECT_EQ(index.SizeLocked(), 192u);
+  EXPECT_EQ(index.CapacityLocked(), 256u);
+  EpochGuard g;
+  for (int k = 0; k < 192; ++k) {
+    EXPECT_EQ(index.Find(Mix(k), [&](const Tiny& t) { return t.key == k; }),
+              items[k].get())
+        << k;
+  }
 }
 
 // epoch_index.h: tombstones are reused and cleared by a rebuild, and
@@ -247,6 +328,49 @@ TEST(TimerWheel, FarDeadlines) {
   w.Schedule(&a, far);
   EXPECT_EQ(Advance(w, int64_t{1} << 62), std::vector<int>{});
   EXPECT_EQ(Advance(w, far), std::vector<int>{9});
+}
+
+// timer_wheel.h: nodes whose owner keeps their deadlines (WheelLink) are
+// asked for it when their bucket comes due; a deadline moved later without
+// rescheduling is honoured exactly, at every level.
+TEST(TimerWheel, DeadlinesKeptByTheOwner) {
+  struct Owned : WheelLink {
+    int64_t deadline = 0;  // the owner's, not the wheel's
+    int id = 0;
+  };
+  const int64_t t0 = int64_t{1} << 40;
+  std::mt19937_64 rng(11);
+  std::vector<Owned> nodes(1000);
+  TimerWheel w(t0);
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    const int shift = static_cast<int>(rng() % 45);
+    nodes[i].id = i;
+    nodes[i].deadline = t0 + 1 + static_cast<int64_t>(rng() % (uint64_t{1} << shift));
+    w.Schedule(&nodes[i], nodes[i].deadline);
+    // Half of them move later, unknown to the wheel.
+    if (i % 2 == 0) nodes[i].deadline += static_cast<int64_t>(rng() % (uint64_t{1} << shift)) + 1;
+  }
+  std::multimap<int64_t, int> expected;
+  for (const Owned& n : nodes) expected.emplace(n.deadline, n.id);
+  int64_t now = t0;
+  while (!expected.empty()) {
+    const int shift = static_cast<int>(rng() % 48);
+    now += static_cast<int64_t>(rng() % (uint64_t{1} << shift)) + 1;
+    if (rng() % 4 == 0) now = expected.begin()->first;
+    std::vector<int> want;
+    while (!expected.empty() && expected.begin()->first <= now) {
+      want.push_back(expected.begin()->second);
+      expected.erase(expected.begin());
+    }
+    std::vector<int> got;
+    w.Advance(
+        now, [](const WheelLink* n) { return static_cast<const Owned*>(n)->deadline; },
+        [&](WheelLink* n) { got.push_back(static_cast<Owned*>(n)->id); });
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    ASSERT_EQ(got, want) << "now " << now;
+    ASSERT_EQ(w.size(), expected.size());
+  }
 }
 
 // --- Striped counters and the read buffer ------------------------------------

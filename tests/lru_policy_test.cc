@@ -97,6 +97,27 @@ TEST(LruPolicy, PinnedAndWeightZeroEntriesAreSkipped) {
   EXPECT_THAT(h.Evict(), ElementsAre(1));
 }
 
+// lru_policy.h: Replace puts the new hook in the old one's place and
+// weight; the old one leaves.
+TEST(LruPolicy, ReplaceKeepsThePlace) {
+  LruPolicy p(10);
+  PolicyHook hooks[4];
+  for (int k = 0; k < 3; ++k) {
+    hooks[k].weight = 2;
+    p.Add(&hooks[k]);
+  }
+  hooks[3].weight = 5;
+  p.Replace(&hooks[1], &hooks[3]);
+  EXPECT_EQ(hooks[1].queue, LruPolicy::kNone);
+  EXPECT_EQ(hooks[3].queue, LruPolicy::kLru);
+  EXPECT_EQ(hooks[3].weight, 2u);
+  std::vector<const PolicyHook*> order;
+  p.ForEach(LruPolicy::kLru, [&](const PolicyHook* h) { order.push_back(h); });
+  EXPECT_THAT(order, ElementsAre(&hooks[0], &hooks[3], &hooks[2]));
+  EXPECT_EQ(p.weight(), 6u);
+  EXPECT_EQ(p.CheckInvariants(), "");
+}
+
 TEST(LruPolicy, RemoveAndUpdateWeightKeepTheOrder) {
   Harness h(10);
   for (int k = 1; k <= 4; ++k) EXPECT_THAT(h.Access(k), IsEmpty());

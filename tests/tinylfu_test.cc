@@ -353,6 +353,39 @@ TEST(TinyLfu, RemoveTakesAnEntryOutOfAnyQueue) {
   EXPECT_EQ(h.Hook(1)->queue, TinyLfu::kWindow);
 }
 
+// tinylfu.h: Replace puts the new hook in the old one's queue, position and
+// weight, takes the old one out, and counts no access.
+TEST(TinyLfu, ReplaceTakesOverTheQueueAndPlace) {
+  TinyLfu p(10, kSeed, Fixed());
+  PolicyHook hooks[5];
+  for (int k = 0; k < 4; ++k) {
+    hooks[k].hash = KeyHash(k);
+    hooks[k].weight = 1;
+    p.Add(&hooks[k]);
+  }
+  p.Evict([](PolicyHook*) { return true; }, [](PolicyHook*) {});
+  p.RecordAccess(&hooks[1]);  // window {3}, probation {0, 2}, protected {1}
+  const int before = p.Frequency(KeyHash(2));
+  PolicyHook& fresh = hooks[4];
+  fresh.hash = KeyHash(2);
+  fresh.weight = 7;  // the old weight wins
+  p.Replace(&hooks[2], &fresh);
+  EXPECT_EQ(hooks[2].queue, TinyLfu::kNone);
+  EXPECT_EQ(fresh.queue, TinyLfu::kProbation);
+  EXPECT_EQ(fresh.weight, 1u);
+  std::vector<const PolicyHook*> probation;
+  p.ForEach(TinyLfu::kProbation,
+            [&](const PolicyHook* h) { probation.push_back(h); });
+  EXPECT_THAT(probation, ElementsAre(&hooks[0], &fresh));
+  EXPECT_EQ(p.Frequency(KeyHash(2)), before);
+  EXPECT_EQ(p.size(), 4u);
+  EXPECT_EQ(p.weight(), 4u);
+  EXPECT_EQ(p.CheckInvariants(), "");
+  p.Replace(&hooks[1], &hooks[2]);  // a hook that left may come back
+  EXPECT_EQ(hooks[2].queue, TinyLfu::kProtected);
+  EXPECT_EQ(p.CheckInvariants(), "");
+}
+
 TEST(TinyLfu, UpdateWeightKeepsThePlaceAndTrimsProtected) {
   // tinylfu.h: UpdateWeight: "The entry keeps its place, except [...] that
   // protected is trimmed to its share".

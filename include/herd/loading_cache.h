@@ -47,19 +47,22 @@
 //
 // The read path. Reads of a fresh entry take no lock: each shard publishes
 // its entries through an open-addressing index of atomic pointers to
-// immutable value boxes, and writers (under the shard's mutex) replace a
-// box instead of changing it. A replaced box is reclaimed once no reader
-// can hold it, by epoch-based reclamation (herd/internal/epoch.h): a reader
-// announces itself with one atomic exchange on its own cache line. Stats
-// are striped per thread, and a bounded cache records about one read in 8
+// nodes, one per key, holding the key and its value inline; what a reader
+// looks at never changes once published, and writers (under the shard's
+// mutex) put a new node in the old one's place instead of changing it. A
+// replaced node is reclaimed once no reader can hold it, by epoch-based
+// reclamation (herd/internal/epoch.h): a reader announces itself with one
+// atomic exchange on its own cache line. Stats
+// are striped per thread, and a bounded cache records about one read in 4
 // for its eviction policy in a striped, lossy buffer, replayed under the
 // policy's lock (losing records costs the policy a little accuracy and
 // nothing else). Why not a per-shard sequence lock: it would serve only
 // trivially copyable values (a reader copies a value while it may be
-// overwritten) and needs a second path for the rest; boxes serve every
-// Value the same way, and a Value copy constructor may call back into the
-// cache. The price is memory: a box is an allocation of its own.
-// docs/loading_cache.md has the measurements.
+// overwritten) and needs a second path for the rest; published nodes
+// serve every Value the same way, and a Value copy constructor may call
+// back into the cache. The price: every write allocates a new node (and
+// copies the key into it). docs/loading_cache.md has the measurements,
+// bytes per entry included.
 //
 // Time: every expiry, refresh and timeout is measured with options.clock.
 // The default, Clock::Coarse(), reads the kernel's last tick: it lags real

@@ -7,12 +7,16 @@
 //                                      atomic pointers to entries
 //
 // Slots hold 0 (empty), 1 (a tombstone: an entry was erased here) or an
-// Entry*, tagged in its top 16 bits with 16 bits of the entry's hash, so a
-// probe skips most other keys' slots without touching their entries. An
-// Entry has a `uint64_t hash` member, set before it is inserted and never
-// changed. The table grows (or is rebuilt without tombstones) into a new
-// array, published with one pointer store; the old array is retired to an
-// epoch RetireList, so readers still probing it finish safely.
+// Entry*, tagged in its top 16 bits with the top 16 bits of the entry's
+// 64-bit hash, so a probe skips most other keys' slots without touching
+// their entries. An Entry has an unsigned `hash` member, set before it is
+// inserted and never changed: the whole hash (uint64_t), or only its low
+// bits (a narrower type, to save the entry's bytes). The low bits pick the
+// home slot; the tag and the kept bits together tell entries apart before
+// the equality callback runs. The table grows (or is rebuilt without
+// tombstones) into a new array, published with one pointer store; the old
+// array is retired to an epoch RetireList, so readers still probing it
+// finish safely.
 //
 // Readers call Find() inside an Epoch critical section (herd/internal/
 // epoch.h); the entry it returns stays allocated until they leave it (the
@@ -38,6 +42,8 @@
 #include <cstdint>
 #include <exception>
 #include <new>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "herd/internal/epoch.h"
@@ -48,8 +54,8 @@ template <class Entry>
 class EpochIndex {
  public:
   // What FindForWrite saw: the entry of the key, or its absence together
-  // with the entries of the same full hash whose keys differ (a 64-bit
-  // collision: all but never more than one).
+  // with the entries of the same tag and stored hash bits whose keys differ
+  // (a collision of those 47 or more bits: all but never more than one).
   struct Probe {
     Entry* found = nullptr;
     static constexpr int kInline = 4;
@@ -83,12 +89,13 @@ class EpochIndex {
     const Table* t = table_.load(std::memory_order_seq_cst);
     if (t == nullptr) return nullptr;
     const uintptr_t tag = Tag(hash);
-    for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    const StoredHash stored = Stored(hash);
+    for (size_t i = Home(hash) & t->mask;; i = (i + 1) & t->mask) {
       const uintptr_t s = t->slots()[i].load(std::memory_order_seq_cst);
       if (s == kEmpty) return nullptr;
-      if ((s & kTagMask) != tag || s == kTombstone) continue;
+      if (!TagMatches(s, tag)) continue;  // a tombstone never does
       Entry* e = reinterpret_cast<Entry*>(s & ~kTagMask);
-      if (e->hash == hash && eq(*e)) return e;
+      if (e->hash == stored && eq(*e)) return e;
     }
   }
 
@@ -99,12 +106,13 @@ class EpochIndex {
     const Table* t = table_.load(std::memory_order_seq_cst);
     if (t == nullptr) return p;
     const uintptr_t tag = Tag(hash);
-    for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    const StoredHash stored = Stored(hash);
+    for (size_t i = Home(hash) & t->mask;; i = (i + 1) & t->mask) {
       const uintptr_t s = t->slots()[i].load(std::memory_order_seq_cst);
       if (s == kEmpty) return p;
-      if ((s & kTagMask) != tag || s == kTombstone) continue;
+      if (!TagMatches(s, tag)) continue;  // a tombstone never does
       Entry* e = reinterpret_cast<Entry*>(s & ~kTagMask);
-      if (e->hash != hash) continue;
+      if (e->hash != stored) continue;
       if (eq(*e)) {
         p.found = e;
         return p;
@@ -118,32 +126,40 @@ class EpochIndex {
   }
 
   // Under the lock: true iff a FindForWrite() that found nothing still
-  // holds, i.e. no entry of hash `hash` is in the index other than the ones
-  // it rejected. (A found entry is confirmed by the caller's own record of
-  // whether it was erased.) Compares hashes and pointers only.
+  // holds, i.e. no entry of hash `hash` (its stored bits) is in the index
+  // other than the ones it rejected. (A found entry is confirmed by the
+  // caller's own record of whether it was erased.) Compares hashes and
+  // pointers only.
   bool AbsenceHoldsLocked(uint64_t hash, const Probe& p) const {
     const Table* t = table_.load(std::memory_order_relaxed);
     if (t == nullptr) return true;
-    for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    const uintptr_t tag = Tag(hash);
+    const StoredHash stored = Stored(hash);
+    for (size_t i = Home(hash) & t->mask;; i = (i + 1) & t->mask) {
       const uintptr_t s = t->slots()[i].load(std::memory_order_relaxed);
       if (s == kEmpty) return true;
-      if (s == kTombstone) continue;
+      if (!TagMatches(s, tag)) continue;  // a tombstone never does
       const Entry* e = reinterpret_cast<const Entry*>(s & ~kTagMask);
-      if (e->hash != hash) continue;
+      if (e->hash != stored) continue;
       if (!p.Rejected(e)) return false;
     }
   }
 
   // Makes room for `extra` more entries, growing (or rebuilding without
   // tombstones) into a new table and retiring the old one. Nothing a reader
-  // can tell changes. Throws: std::bad_alloc, with nothing changed.
+  // can tell changes. Throws: std::bad_alloc, with nothing changed (also
+  // when the table would need more slots than an Entry's stored hash bits
+  // can address: 2^32 for a uint32_t).
   void ReserveLocked(size_t extra) {
     Table* t = table_.load(std::memory_order_relaxed);
     const size_t cap = t == nullptr ? 0 : t->mask + 1;
     const size_t used = size_ + tombstones_ + extra;
     if (t != nullptr && used * 4 <= cap * 3) return;  // load <= 3/4
     size_t new_cap = kMinCapacity;
-    while ((size_ + extra) * 2 > new_cap) new_cap *= 2;  // load <= 1/2
+    while ((size_ + extra) * 2 > new_cap) {  // load <= 1/2
+      if (new_cap >= kMaxCapacity) throw std::bad_alloc();
+      new_cap *= 2;
+    }
     Table* fresh = NewTable(new_cap);                         // may throw
     if (t != nullptr) {
       for (size_t i = 0; i <= t->mask; ++i) {
@@ -156,14 +172,14 @@ class EpochIndex {
     if (t != nullptr) tables_.Retire(t);
   }
 
-  // Inserts `e`. REQUIRES: the lock; ReserveLocked(n) was called with n at
-  // least the number of inserts since; no entry of e's key is in the index.
-  void InsertLocked(Entry* e) noexcept {
+  // Inserts `e`, whose 64-bit hash is `hash`. REQUIRES: the lock;
+  // ReserveLocked(n) was called with n at least the number of inserts
+  // since; no entry of e's key is in the index; e->hash is Stored(hash).
+  void InsertLocked(Entry* e, uint64_t hash) noexcept {
     Table* t = table_.load(std::memory_order_relaxed);
     const uintptr_t p = reinterpret_cast<uintptr_t>(e);
     if ((p & kTagMask) != 0) std::terminate();  // a pointer above 2^48
-    const uint64_t hash = e->hash;
-    for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    for (size_t i = Home(e->hash) & t->mask;; i = (i + 1) & t->mask) {
       const uintptr_t s = t->slots()[i].load(std::memory_order_relaxed);
       if (s == kEmpty || s == kTombstone) {
         if (s == kTombstone) --tombstones_;
@@ -173,11 +189,19 @@ class EpochIndex {
       }
     }
   }
+  // As above, for an Entry that keeps its whole 64-bit hash.
+  void InsertLocked(Entry* e) noexcept {
+    static_assert(sizeof(StoredHash) == sizeof(uint64_t),
+                  "an Entry that keeps part of its hash: pass the hash");
+    InsertLocked(e, e->hash);
+  }
 
-  // Replaces the entry `old` with `e`, of the same key and hash, in place.
+  // Replaces the entry `old` with `e`, of the same key and hash, in place
+  // (one store: a reader finds one or the other).
   void ReplaceLocked(Entry* old, Entry* e) noexcept {
     std::atomic<uintptr_t>* slot = SlotOf(old);
-    slot->store(reinterpret_cast<uintptr_t>(e) | Tag(e->hash),
+    const uintptr_t tag = slot->load(std::memory_order_relaxed) & kTagMask;
+    slot->store(reinterpret_cast<uintptr_t>(e) | tag,
                 std::memory_order_seq_cst);
   }
 
@@ -239,9 +263,35 @@ class EpochIndex {
   static constexpr int kTagShift = 48;
   static constexpr uintptr_t kTagMask = ~uintptr_t{0} << kTagShift;
 
+  using StoredHash =
+      std::remove_cv_t<decltype(std::declval<const Entry&>().hash)>;
+  static_assert(std::is_unsigned_v<StoredHash> &&
+                sizeof(StoredHash) <= sizeof(uint64_t));
+  static StoredHash Stored(uint64_t hash) noexcept {
+    return static_cast<StoredHash>(hash);
+  }
+  // Where probes for an entry start, masked by the table: its hash's low
+  // bits, the same whether taken from the whole hash (readers, who need
+  // not narrow it) or from the stored bits (the writer's table moves), as
+  // a mask never exceeds the stored bits (kMaxCapacity).
+  static size_t Home(uint64_t hash) noexcept {
+    return static_cast<size_t>(hash);
+  }
+  static constexpr size_t kMaxCapacity =
+      sizeof(StoredHash) >= sizeof(size_t)
+          ? (size_t{1} << (8 * sizeof(size_t) - 1))
+          : (size_t{1} << (8 * sizeof(StoredHash)));
+
   static uintptr_t Tag(uint64_t hash) noexcept {
     // Never zero, so that a tombstone (1) never matches a tag.
     return (static_cast<uintptr_t>(hash >> kTagShift) | 1) << kTagShift;
+  }
+
+  // True iff slot value `s` holds an entry tagged `tag` (a Tag(), never
+  // zero, so never an empty slot or a tombstone). One xor and one shift:
+  // no mask constant to load on the hit path.
+  static bool TagMatches(uintptr_t s, uintptr_t tag) noexcept {
+    return ((s ^ tag) >> kTagShift) == 0;
   }
 
   struct Table : Retired {
@@ -272,7 +322,7 @@ class EpochIndex {
 
   static void Place(Table* t, uintptr_t s) noexcept {
     const Entry* e = reinterpret_cast<const Entry*>(s & ~kTagMask);
-    for (size_t i = e->hash & t->mask;; i = (i + 1) & t->mask) {
+    for (size_t i = Home(e->hash) & t->mask;; i = (i + 1) & t->mask) {
       if (t->slots()[i].load(std::memory_order_relaxed) == kEmpty) {
         t->slots()[i].store(s, std::memory_order_relaxed);
         return;
@@ -282,7 +332,7 @@ class EpochIndex {
 
   std::atomic<uintptr_t>* SlotOf(const Entry* e) noexcept {
     Table* t = table_.load(std::memory_order_relaxed);
-    for (size_t i = e->hash & t->mask;; i = (i + 1) & t->mask) {
+    for (size_t i = Home(e->hash) & t->mask;; i = (i + 1) & t->mask) {
       const uintptr_t s = t->slots()[i].load(std::memory_order_relaxed);
       if (s != kTombstone && (s & ~kTagMask) == reinterpret_cast<uintptr_t>(e)) {
         return &t->slots()[i];

@@ -3,15 +3,18 @@
 // herd/internal/loading_cache_impl.h: the machinery behind
 // herd/loading_cache.h. Included at its end; not for direct use.
 //
-// One place per key. A shard's EpochIndex maps each key to its Entry, which
-// holds the key's value (or cached error) as an immutable Box published by
-// pointer, and its pending Load with that load's waiters. Readers of a
-// fresh value touch the index, the entry and the box, inside an epoch
-// critical section, and nothing else. Everything else happens under the
-// shard's mutex, and never runs user code there: keys are hashed and
-// compared before the lock, boxes are built before it, and what a write
-// displaces (boxes, entries, loads, callbacks) is destroyed, reported or
-// called after it.
+// One place per key. A shard's EpochIndex maps each key to its node (an
+// Entry): a value with its key inline (ValueEntry), a cached error
+// (ErrorEntry), or only the key while its first load runs. What readers
+// see of a node never changes once it is published; each write builds a
+// new node (unlocked) and, under the shard's mutex, puts it in the old
+// one's index slot, expiry bucket, pending Load and policy place, then
+// retires the old one to the epochs. Readers of a fresh value touch the
+// index and the node, inside an epoch critical section, and nothing else.
+// Everything else happens under the shard's mutex, and never runs user
+// code there: keys are hashed and compared before the lock, nodes are
+// built before it, and what a write displaces (nodes, loads, callbacks) is
+// destroyed, reported or called after it.
 //
 // A Load is the slot's own flight (herd::Share's, specialised): one
 // execution shared by every caller; extra executions by sampled blocking
@@ -27,15 +30,17 @@
 // own mutex (policy_mu_, always taken before any shard's). Writers mark the
 // entries they change dirty on their shard; whoever next holds policy_mu_
 // reconciles them with the policy, replays the read buffer and evicts.
-// Entries of a bounded cache are freed only there: after the policy has
-// let go of them, after a grace period, and after a drain of the read
-// buffer (which holds entry pointers).
+// A node that replaces another takes over its policy place there too
+// (Policy::Replace). Nodes of a bounded cache are freed only there: after
+// the policy has let go of them, after a grace period, and after a drain
+// of the read buffer (which holds node pointers).
 
 #ifndef HERD_INTERNAL_LOADING_CACHE_IMPL_H_
 #define HERD_INTERNAL_LOADING_CACHE_IMPL_H_
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -243,47 +248,82 @@ class CacheCore {
 
   // --- Stored state -------------------------------------------------------
 
-  // A value or an error, immutable once published.
-  struct Box : Retired {
-    int64_t check_ns = 0;    // a read before this is a plain hit
-    int64_t expires_ns = 0;  // fresh before this (by write; see FreshUntil)
-  };
-  struct ValueBox : Box {
-    template <class... A>
-    explicit ValueBox(A&&... a) : value(std::forward<A>(a)...) {}
-    int64_t refresh_ns = kNever;  // refresh ahead from here
-    Value value;
-  };
-  struct ErrorBox : Box {
-    std::exception_ptr error;
-  };
-  static constexpr uintptr_t kErrorBit = 1;
+  // Entry::kind.
+  static constexpr uint8_t kPendingKind = 0;  // the key only: a load runs
+  static constexpr uint8_t kValueKind = 1;    // a ValueEntry
+  static constexpr uint8_t kErrorKind = 2;    // an ErrorEntry
+  // Entry::check_ns of a node that holds no value: no read is a hit.
+  static constexpr int64_t kNoHit = std::numeric_limits<int64_t>::min();
 
-  // What a shard's index maps a key to: its value and its pending load.
-  // WheelNode's link doubles as the retire link once the entry is out of
-  // the wheel.
-  struct Entry : WheelNode {
-    Entry(uint64_t h, const Key& k, uint8_t prefix)
-        : hash(h), prefix_bytes(prefix), key(k) {}
+  // A key's node, what its shard's index maps it to. Readers see only what
+  // never changes once the node is published: kind, hash, key, check_ns,
+  // the value or error, and the atomics. A write publishes a new node in
+  // this one's place (ReplaceLocked); this one is then `superseded`,
+  // retired, and freed once no reader can hold it. The WheelLink's link
+  // doubles as the retire link once the node is out of the wheel, which
+  // asks DeadlineOf() for its deadline rather than keep one. Before
+  // the node, in the same allocation: its Aux slots and, in a bounded
+  // cache, its PolicyPart (prefix_bytes in all).
+  //
+  // 40 bytes before the key: the wheel's two links, check_ns, the load
+  // (or a link once it is out of the index), the low half of the hash
+  // (EpochIndex; Load and PolicyPart keep the whole), and four bytes of
+  // state. A weight is kept only where one can differ from 1 (WeightOf).
+  struct Entry : WheelLink {
+    Entry(uint64_t h, const Key& k, uint8_t prefix, uint8_t kd)
+        : hash(static_cast<uint32_t>(h)),
+          prefix_bytes(prefix),
+          kind(kd),
+          key(k) {}
     ~Entry() {}
-    const uint64_t hash;
-    std::atomic<uintptr_t> box{0};       // Box*, | kErrorBit for an ErrorBox
-    std::atomic<uint8_t> refreshing{0};  // a reload of this value is pending
-    const uint8_t prefix_bytes;          // PolicyPart before the entry
+    int64_t check_ns = kNoHit;  // a read before this is a plain hit
     // Guarded by the shard's mutex:
-    uint8_t phase = 0;  // kEmpty...
-    bool removed = false;
-    bool dirty = false;  // bounded: on the shard's dirty list
-    RemovalCause cause = RemovalCause::kExplicit;
-    uint32_t weight = 0;
     union {
       Load* load = nullptr;  // the pending load, holding a reference
-      Entry* removed_next;   // once removed: the chain of removals to report
+      // Once removed: the next removal to report, tagged in its low two
+      // bits with this node's RemovalCause (LinkRemoved). Not a bit-field
+      // beside `dirty`: Finish() reads it with no lock while Maintain()
+      // may clear `dirty` under the shard's mutex.
+      uintptr_t removed_next;
+      Entry* next_gen;  // once superseded: the node that replaced it
     };
+    const uint32_t hash;                 // the hash's low 32 bits
+    std::atomic<uint8_t> refreshing{0};  // a reload of this value is pending
+    const uint8_t prefix_bytes;
+    const uint8_t kind;
+    // Guarded by the shard's mutex (one byte of bit-fields, a memory
+    // location of its own):
+    uint8_t phase : 3 = 0;       // kEmpty...
+    uint8_t removed : 1 = 0;     // out of the index (superseded included)
+    uint8_t superseded : 1 = 0;  // replaced by next_gen
+    // Bounded: the policy must look at this node. It is on the shard's
+    // dirty list, or a node it superseded is (and leads to it).
+    uint8_t dirty : 1 = 0;
     const Key key;
   };
-  // Entry::phase: what the box is, as the expiry bookkeeping sees it.
-  static constexpr uint8_t kEmpty = 0;  // no box
+  // A value, immutable once published. Its expiry and refresh times
+  // follow from check_ns where the options fix them (ExpiresOf,
+  // RefreshOf), else they are Aux slots.
+  struct ValueEntry : Entry {
+    template <class... A>
+    ValueEntry(uint64_t h, const Key& k, uint8_t prefix, A&&... a)
+        : Entry(h, k, prefix, kValueKind), value(std::forward<A>(a)...) {}
+    Value value;
+  };
+  // A cached error, immutable once published.
+  struct ErrorEntry : Entry {
+    ErrorEntry(uint64_t h, const Key& k, uint8_t prefix, std::exception_ptr e,
+               int64_t expires)
+        : Entry(h, k, prefix, kErrorKind),
+          expires_ns(expires),
+          error(std::move(e)) {}
+    const int64_t expires_ns;
+    const std::exception_ptr error;
+  };
+  // Entry::phase: what the node holds, as the expiry bookkeeping sees it.
+  static constexpr uint8_t kEmpty = 0;  // nothing (a pending node, a
+                                        // replaced or removed one, an
+                                        // expired error kept for its load)
   static constexpr uint8_t kLive = 1;   // a value, counted by Size()
   static constexpr uint8_t kStale = 2;  // an expired value kept for
                                         // stale_if_error
@@ -291,7 +331,7 @@ class CacheCore {
                                         // pending load replaces it
   static constexpr uint8_t kError = 4;  // a cached error
 
-  // Before each entry of a bounded cache. The entry is in the policy iff
+  // Before each node of a bounded cache. The node is in the policy iff
   // hook.queue != 0 (guarded by policy_mu_, as the whole hook).
   struct PolicyPart {
     PolicyHook hook;
@@ -300,11 +340,16 @@ class CacheCore {
     // policy_mu_; copied from the entry when it is reconciled, so that it
     // stays the same during one Evict() call, as the policy requires.
     bool pinned = false;
+    uint32_t weight = 0;  // the node's (WeightOf); the shard's mutex
   };
+  static_assert(std::is_trivially_destructible_v<PolicyPart>);
   static bool InPolicy(const PolicyPart* p) { return p->hook.queue != 0; }
-  static constexpr size_t kPolicyPrefix =
-      (sizeof(PolicyPart) + alignof(Entry) - 1) / alignof(Entry) *
-      alignof(Entry);
+  // Every kind of node is allocated at this alignment.
+  static constexpr size_t kNodeAlign =
+      std::max({alignof(Entry), alignof(ValueEntry), alignof(ErrorEntry),
+                alignof(PolicyPart), alignof(std::atomic<int64_t>)});
+  static constexpr bool kOverAligned =
+      kNodeAlign > __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 
   enum class LoadKind : uint8_t { kMiss, kRefresh, kEarlyRefresh, kBatch };
   enum class Outcome : uint8_t { kValue, kError, kStale, kTimeout };
@@ -344,9 +389,7 @@ class CacheCore {
     Mutex mu;
     EpochIndex<Entry> index;
     std::unique_ptr<TimerWheel> wheel ABSL_GUARDED_BY(mu);
-    RetireList value_boxes ABSL_GUARDED_BY(mu){&FreeValueBox};
-    RetireList error_boxes ABSL_GUARDED_BY(mu){&FreeErrorBox};
-    RetireList entries ABSL_GUARDED_BY(mu){&FreeEntry};
+    RetireList entries ABSL_GUARDED_BY(mu){&FreeEntry};  // nodes
     size_t live ABSL_GUARDED_BY(mu) = 0;           // Size()
     uint64_t live_weight ABSL_GUARDED_BY(mu) = 0;  // Weight()
     Entry* dirty ABSL_GUARDED_BY(mu) = nullptr;    // bounded: to reconcile
@@ -365,13 +408,12 @@ class CacheCore {
     ~Aftermath() { core->Finish(*this); }
 
     CacheCore* const core;
-    Entry* removed = nullptr;  // chained by removed_next
-    // One displaced value (Put, a stored load): its key and box.
-    const Key* replaced_key = nullptr;
-    const ValueBox* replaced = nullptr;
+    Entry* removed = nullptr;  // chained by LinkRemoved
+    // One displaced value (Put, a stored load), in its old node.
+    const ValueEntry* replaced = nullptr;
     RemovalCause replaced_cause = RemovalCause::kReplaced;
     Load* unref = nullptr;  // chained by unref_next
-    RetireList::Chain free_values, free_errors, free_tables, free_entries;
+    RetireList::Chain free_tables, free_entries;
     bool maintain = false;
   };
 
@@ -386,8 +428,7 @@ class CacheCore {
       kJoin,       // wait for `load`
       kStart,      // `load` is new, with an execution to run
     } kind = kHit;
-    Entry* entry = nullptr;
-    const ValueBox* box = nullptr;
+    const ValueEntry* box = nullptr;
     std::exception_ptr error;
     Load* load = nullptr;  // kJoin, kStart: a reference for the wait
     bool extra = false;    // kJoin: also a reference for an extra execution
@@ -425,38 +466,103 @@ class CacheCore {
     }
   }
 
-  static const ValueBox* AsValue(uintptr_t b) {
-    return (b & kErrorBit) != 0 || b == 0
-               ? nullptr
-               : reinterpret_cast<const ValueBox*>(b);
+  static const ValueEntry* AsValue(const Entry* e) {
+    return e->kind == kValueKind ? static_cast<const ValueEntry*>(e) : nullptr;
   }
-  static const ErrorBox* AsError(uintptr_t b) {
-    return (b & kErrorBit) == 0
-               ? nullptr
-               : reinterpret_cast<const ErrorBox*>(b & ~kErrorBit);
+  static const ErrorEntry* AsError(const Entry* e) {
+    return e->kind == kErrorKind ? static_cast<const ErrorEntry*>(e) : nullptr;
+  }
+  // True iff `e` holds a value (fresh or not) or a cached error not yet
+  // expired by the wheel.
+  static bool HoldsSomething(const Entry* e) {
+    return e->kind == kValueKind || e->phase == kError;
   }
 
-  std::atomic<int64_t>& Aux(const Entry* e, int slot) const {
-    return reinterpret_cast<std::atomic<int64_t>*>(
-        reinterpret_cast<char*>(const_cast<Entry*>(e)) + entry_bytes_)[slot];
+  // A node's Aux slot `slot`: slot i is the i-th int64 before the node.
+  static std::atomic<int64_t>& Aux(const Entry* e, int slot) {
+    return *reinterpret_cast<std::atomic<int64_t>*>(
+        reinterpret_cast<char*>(const_cast<Entry*>(e)) -
+        sizeof(std::atomic<int64_t>) * static_cast<size_t>(slot + 1));
   }
   static PolicyPart* PolicyOf(Entry* e) {
     return reinterpret_cast<PolicyPart*>(reinterpret_cast<char*>(e) -
                                          e->prefix_bytes);
   }
-  static Entry* EntryOfHook(PolicyHook* h) {
+  Entry* EntryOfHook(PolicyHook* h) const {
     // PolicyPart is standard-layout with the hook first.
     return reinterpret_cast<Entry*>(reinterpret_cast<char*>(h) +
-                                    kPolicyPrefix);
+                                    prefix_bytes_);
+  }
+  // e's weight: the weigher's, else 1. A bounded node keeps it in its
+  // PolicyPart; an unbounded one, in an Aux slot if a weigher is set.
+  // Guarded by the shard's mutex once e is published.
+  uint32_t WeightOf(Entry* e) const {
+    if (bounded_) return PolicyOf(e)->weight;
+    if (weight_slot_ < 0) return 1;
+    return static_cast<uint32_t>(
+        Aux(e, weight_slot_).load(std::memory_order_relaxed));
+  }
+  void SetWeight(Entry* e, uint32_t w) const {
+    if (bounded_) {
+      PolicyOf(e)->weight = w;
+    } else if (weight_slot_ >= 0) {
+      Aux(e, weight_slot_).store(w, std::memory_order_relaxed);
+    }
   }
 
+  // Chains removed node `e`, removed for `cause`, before `next`, and reads
+  // that chain back.
+  static_assert(alignof(Entry) >= 4, "two low bits of an Entry* are free");
+  static_assert(static_cast<uintptr_t>(RemovalCause::kExplicit) <= 3 &&
+                static_cast<uintptr_t>(RemovalCause::kReplaced) <= 3 &&
+                static_cast<uintptr_t>(RemovalCause::kExpired) <= 3 &&
+                static_cast<uintptr_t>(RemovalCause::kEvicted) <= 3);
+  static void LinkRemoved(Entry* e, RemovalCause cause, Entry* next) {
+    e->removed_next =
+        reinterpret_cast<uintptr_t>(next) | static_cast<uintptr_t>(cause);
+  }
+  static Entry* NextRemoved(const Entry* e) {
+    return reinterpret_cast<Entry*>(e->removed_next & ~uintptr_t{3});
+  }
+  static RemovalCause CauseOf(const Entry* e) {
+    return static_cast<RemovalCause>(e->removed_next & 3);
+  }
+
+  // The node that replaced `e` last (e itself unless superseded).
+  static Entry* Newest(Entry* e) {
+    while (e->superseded) e = e->next_gen;
+    return e;
+  }
+
+  // When value `b` expires by its write (ttl, expire_after): fresh before.
+  // Without XFetch its check time is its expiry, or, with refresh_after
+  // and no expire_after (a fixed ttl, if any), its refresh time, which is
+  // ttl - refresh_after before its expiry; otherwise it is kept.
+  int64_t ExpiresOf(const ValueEntry* b) const {
+    if (expires_slot_ >= 0) {
+      return Aux(b, expires_slot_).load(std::memory_order_relaxed);
+    }
+    if (options_.refresh_after.count() == 0) return b->check_ns;
+    return options_.ttl.count() > 0
+               ? DeadlineNs(b->check_ns,
+                            options_.ttl - options_.refresh_after)
+               : kNever;
+  }
+  // When a read of value `b` starts refreshing it ahead (kNever: never).
+  int64_t RefreshOf(const ValueEntry* b) const {
+    if (options_.refresh_after.count() == 0) return kNever;
+    if (refresh_slot_ >= 0) {
+      return Aux(b, refresh_slot_).load(std::memory_order_relaxed);
+    }
+    return b->check_ns;
+  }
   // The value's freshness deadline, expire_after_access included.
-  int64_t FreshUntil(const Entry* e, const ValueBox* b) const {
-    if (access_slot_ < 0) return b->expires_ns;
+  int64_t FreshUntil(const ValueEntry* b) const {
+    if (access_slot_ < 0) return ExpiresOf(b);
     const int64_t a =
-        DeadlineNs(Aux(e, access_slot_).load(std::memory_order_relaxed),
+        DeadlineNs(Aux(b, access_slot_).load(std::memory_order_relaxed),
                    options_.expire_after_access);
-    return std::min(b->expires_ns, a);
+    return std::min(ExpiresOf(b), a);
   }
   int64_t StaleUntil(int64_t fresh_until) const {
     return DeadlineNs(fresh_until, options_.stale_if_error);
@@ -529,12 +635,13 @@ class CacheCore {
   }
   // A hit of fresh value `b` at or past its check time: counts it and
   // starts the refresh it may call for. The caller copies the value.
-  void WindowHit(Shard& s, Entry* e, const ValueBox* b, int64_t now,
+  // `h` is b's key's hash.
+  void WindowHit(Shard& s, uint64_t h, const ValueEntry* b, int64_t now,
                  size_t stripe);
   // True iff a read at `now` of fresh value `b` should start a refresh;
   // `*early` is set when XFetch decided it.
-  bool WantsRefresh(const Entry* e, const ValueBox* b, int64_t now,
-                    size_t stripe, bool* early) const;
+  bool WantsRefresh(const ValueEntry* b, int64_t now, size_t stripe,
+                    bool* early) const;
   // Values are copied before they go into a promise, and moved in: a copy
   // that throws inside set_value would leave its std::call_once flag
   // broken under ThreadSanitizer's interceptor (glibc's recovers).
@@ -550,27 +657,32 @@ class CacheCore {
     return p.get_future().share();
   }
 
-  // --- Entries and boxes --------------------------------------------------
+  // --- Nodes --------------------------------------------------------------
 
   struct EntryDeleter {
     void operator()(Entry* e) const noexcept { FreeEntry(e); }
   };
-  using EntryPtr = std::unique_ptr<Entry, EntryDeleter>;
-  EntryPtr NewEntry(uint64_t h, const Key& key) const;
+  template <class N>
+  using NodePtr = std::unique_ptr<N, EntryDeleter>;
+  using EntryPtr = NodePtr<Entry>;
+  // A node of type N, (hash, key, prefix, args...), with its prefix (Aux
+  // slots at their initial values, PolicyPart). Throws what the allocation
+  // and N's constructor throw.
+  template <class N, class... A>
+  NodePtr<N> NewNode(uint64_t h, const Key& key, A&&... args) const;
+  // A pending node: the key only.
+  EntryPtr NewEntry(uint64_t h, const Key& key) const {
+    return NewNode<Entry>(h, key, kPendingKind);
+  }
   static void FreeEntry(Retired* r) noexcept;
-  static void FreeValueBox(Retired* r) noexcept {
-    delete static_cast<ValueBox*>(static_cast<Box*>(r));
-  }
-  static void FreeErrorBox(Retired* r) noexcept {
-    delete static_cast<ErrorBox*>(static_cast<Box*>(r));
-  }
 
-  // A box for `value` written at `now`, with its weight. Throws what the
-  // Value construction, expire_after or the weigher throw.
+  // A node for `value` written at `now` by a load that took `load_time_ns`
+  // (0 for Put): its times, weight and Aux slots set. Throws what the
+  // allocation, the Key and Value construction, expire_after or the
+  // weigher throw.
   template <class V>
-  std::unique_ptr<ValueBox> MakeBox(const Key& key, V&& value, int64_t now,
-                                    int64_t load_time_ns,
-                                    uint32_t* weight) const;
+  NodePtr<ValueEntry> MakeValue(uint64_t h, const Key& key, V&& value,
+                                int64_t now, int64_t load_time_ns) const;
 
   // Finds or inserts `key`'s entry and locks its shard; returns with the
   // lock held. An entry made and not inserted stays in `*spare`.
@@ -580,28 +692,36 @@ class CacheCore {
   Entry* LockExisting(Shard& s, const Key& key, uint64_t h)
       ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
-  // Publishes `box` in `e`, displacing (and reporting) what was there.
-  void StoreValueLocked(Shard& s, Entry* e, const Key& key,
-                        std::unique_ptr<ValueBox> box, uint32_t weight,
-                        int64_t now, int64_t load_time_ns, Aftermath& after)
+  // Puts `n` (a new node of e's key) in e's place: the index slot, e's
+  // pending load, the policy's attention (bounded); takes e out of the
+  // wheel and retires it. n's phase, schedule and accounting are the
+  // caller's.
+  void ReplaceLocked(Shard& s, Entry* e, Entry* n, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  void StoreErrorLocked(Shard& s, Entry* e, std::unique_ptr<ErrorBox> box,
+  // Makes `n` the key's value in place of `e`, its current node (or n
+  // itself, just inserted), displacing (and reporting) what e held. Takes
+  // ownership of n.
+  void StoreValueLocked(Shard& s, Entry* e, ValueEntry* n, int64_t now,
                         Aftermath& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  // Drops e's box (a value is reported with `cause`); the entry stays.
-  void DropBoxLocked(Shard& s, Entry* e, RemovalCause cause, Aftermath& after)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // Makes `n` the key's cached error in place of `e` (a value there is
+  // reported as expired).
+  void StoreErrorLocked(Shard& s, Entry* e, NodePtr<ErrorEntry> n,
+                        Aftermath& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // Takes `e` (its load detached) out of the index (unless `erase` is
-  // false: the caller empties the index) with its box, reported with
-  // `cause`, and retires it.
+  // false: the caller empties the index), reports its value with `cause`,
+  // and retires it.
   void RemoveEntryLocked(Shard& s, Entry* e, RemovalCause cause,
                          Aftermath& after, bool erase = true)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
-  // Removes `e` if it holds neither a box nor a load.
+  // Removes `e` if it holds neither a value, an error nor a load.
   void RemoveIfEmptyLocked(Shard& s, Entry* e, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // Detaches e's load; the entry's reference goes to `after`.
   void DetachLocked(Shard& s, Entry* e, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // When e's phase ends (kNever: never, or no phase to end). What the wheel
+  // holds e for, computed from e whenever the wheel asks.
+  int64_t DeadlineOf(const Entry* e) const;
   void ScheduleLocked(Shard& s, Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void SetPhaseLocked(Shard& s, Entry* e, uint8_t phase)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
@@ -610,12 +730,15 @@ class CacheCore {
   // Expiry transitions due by `now`, then reclamation.
   void ExpireLocked(Shard& s, int64_t now, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // Expiry transitions due by `now`.
+  void AdvanceLocked(Shard& s, int64_t now, Aftermath& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void OnDueLocked(Shard& s, Entry* e, int64_t now, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void ReclaimLocked(Shard& s, bool force, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   // e's expired value while within stale_if_error at `now`, else nullptr.
-  const ValueBox* StaleBox(const Entry* e, int64_t now) const;
+  const ValueEntry* StaleBox(const Entry* e, int64_t now) const;
 
   void Finish(Aftermath& after) noexcept;
   void Report(const Key& key, const Value& value, RemovalCause cause) noexcept;
@@ -668,16 +791,15 @@ class CacheCore {
   void Execute(Load* l, Call&& call) noexcept;
   void ExecuteBound(Load* l) noexcept;
   // Settles one execution of `l` with `*value` (engaged on success; moved
-  // from if it decides the load) and its `box` (nullptr: not stored), or
-  // with `error`. Consumes the execution's reference. Never throws.
-  void Settle(Load* l, std::optional<Value>* value,
-              std::unique_ptr<ValueBox> box, uint32_t weight,
-              int64_t load_time_ns, std::exception_ptr error) noexcept;
+  // from if it decides the load) and its node `box` (nullptr: not stored),
+  // or with `error`. Consumes the execution's reference. Never throws.
+  void Settle(Load* l, std::optional<Value>* value, NodePtr<ValueEntry> box,
+              std::exception_ptr error) noexcept;
   // Publishes the outcome decided (under the lock) by this thread: the
   // promise, the release signal, the callbacks. `stale` is kept readable
   // by the caller's epoch section.
   // `timers` are cancelled (unless zero).
-  void Release(Load* l, std::optional<Value>* value, const ValueBox* stale,
+  void Release(Load* l, std::optional<Value>* value, const ValueEntry* stale,
                std::exception_ptr error, std::vector<Callback> callbacks,
                const Timer::Id (&timers)[2]) noexcept;
   // Applies the soft and hard deadlines of `l` at `now`. From the timer's
@@ -703,8 +825,9 @@ class CacheCore {
   template <class L>
   ABSL_ATTRIBUTE_NOINLINE Value GetSlow(const Key& key, uint64_t h, Shard& s,
                                         int64_t now, L* loader);
-  // Starts a background refresh of `e`'s value `b`. Best effort.
-  void StartRefresh(Shard& s, Entry* e, const ValueBox* b, int64_t now,
+  // Starts a background refresh of value `b` (of hash `h`), if still its
+  // key's. Best effort.
+  void StartRefresh(Shard& s, uint64_t h, const ValueEntry* b, int64_t now,
                     bool early) noexcept;
   // GetAsync (callback == nullptr) and GetThen.
   std::shared_future<Value> Async(const Key& key, Callback* callback);
@@ -717,7 +840,7 @@ class CacheCore {
   void Maintain() noexcept;
   ABSL_ATTRIBUTE_NOINLINE void TryDrain(size_t stripe) noexcept;
   void DrainLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_);
-  // Replays one record of the read buffer (an entry, or a hash | 1).
+  // Replays one record of the read buffer (a node, or a hash | 1).
   void ReplayLocked(uintptr_t v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_);
   void ReconcileLocked(Shard& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(policy_mu_)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
@@ -729,11 +852,14 @@ class CacheCore {
   const bool has_expiry_;
   const size_t shard_mask_;
   const std::unique_ptr<Shard[]> shards_;
-  int access_slot_ = -1;  // Aux slots after each Entry
+  int access_slot_ = -1;  // Aux slots before each node
   int delta_slot_ = -1;
   int retry_slot_ = -1;
-  size_t entry_bytes_ = 0;  // sizeof(Entry), rounded up to 8
+  int expires_slot_ = -1;  // where ExpiresOf and RefreshOf cannot derive
+  int refresh_slot_ = -1;
+  int weight_slot_ = -1;  // unbounded, with a weigher (WeightOf)
   size_t aux_slots_ = 0;
+  size_t prefix_bytes_ = 0;  // PolicyPart (bounded) and Aux slots
 
   BoundLoader loader_;
   BatchLoader batch_loader_;
@@ -822,12 +948,22 @@ CacheCore<K, V, H, E, P>::CacheCore(Options options, BoundLoader loader,
                             : nullptr),
       executor_(options.executor) {
   (void)BadAllocError();
-  entry_bytes_ = (sizeof(Entry) + 7) / 8 * 8;
   int slots = 0;
   if (options_.expire_after_access.count() > 0) access_slot_ = slots++;
   if (options_.early_refresh_beta > 0) delta_slot_ = slots++;
   if (options_.stale_if_error.count() > 0) retry_slot_ = slots++;
+  const bool refresh = options_.refresh_after.count() > 0;
+  if (options_.early_refresh_beta > 0 ||
+      (refresh && static_cast<bool>(options_.expire_after))) {
+    // The check time is neither the expiry nor the refresh time.
+    expires_slot_ = slots++;
+    if (refresh) refresh_slot_ = slots++;
+  }
+  if (!bounded_ && options_.weigher) weight_slot_ = slots++;
   aux_slots_ = static_cast<size_t>(slots);
+  const size_t prefix = (bounded_ ? sizeof(PolicyPart) : 0) +
+                        aux_slots_ * sizeof(std::atomic<int64_t>);
+  prefix_bytes_ = (prefix + kNodeAlign - 1) / kNodeAlign * kNodeAlign;
   if (bounded_) {
     MutexLock lock(&policy_mu_);
     policy_.emplace(options_.max_entries > 0 ? options_.max_entries
@@ -868,12 +1004,6 @@ CacheCore<K, V, H, E, P>::~CacheCore() {
     {
       MutexLock lock(&s.mu);
       s.index.ClearLocked([&](Entry* e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        const uintptr_t b = e->box.load(std::memory_order_relaxed);
-        if (const ValueBox* v = AsValue(b)) {
-          s.value_boxes.Retire(const_cast<ValueBox*>(v));
-        } else if (const ErrorBox* x = AsError(b)) {
-          s.error_boxes.Retire(const_cast<ErrorBox*>(x));
-        }
         if (e->load != nullptr) {
           e->load->entry = nullptr;
           loads.push_back(e->load);
@@ -892,48 +1022,68 @@ CacheCore<K, V, H, E, P>::~CacheCore() {
 }
 
 template <class K, class V, class H, class E, class P>
-auto CacheCore<K, V, H, E, P>::NewEntry(uint64_t h, const K& key) const
-    -> EntryPtr {
-  const size_t prefix = bounded_ ? kPolicyPrefix : 0;
-  const size_t bytes = prefix + entry_bytes_ + aux_slots_ * 8;
-  char* raw = static_cast<char*>(::operator new(bytes));
-  PolicyPart* part = nullptr;
-  if (bounded_) part = new (raw) PolicyPart();
-  Entry* e;
+template <class N, class... A>
+auto CacheCore<K, V, H, E, P>::NewNode(uint64_t h, const K& key,
+                                       A&&... args) const -> NodePtr<N> {
+  const size_t bytes = prefix_bytes_ + sizeof(N);
+  char* raw = static_cast<char*>(
+      kOverAligned ? ::operator new(bytes, std::align_val_t(kNodeAlign))
+                   : ::operator new(bytes));
+  char* at = raw + prefix_bytes_;
+  N* n;
   try {
-    e = new (raw + prefix) Entry(h, key, static_cast<uint8_t>(prefix));
+    n = new (at) N(h, key, static_cast<uint8_t>(prefix_bytes_),
+                   std::forward<A>(args)...);
   } catch (...) {
-    if (part != nullptr) part->~PolicyPart();
-    ::operator delete(raw);
+    if constexpr (kOverAligned) {
+      ::operator delete(raw, std::align_val_t(kNodeAlign));
+    } else {
+      ::operator delete(raw);
+    }
     throw;
   }
   for (size_t i = 0; i < aux_slots_; ++i) {
-    new (reinterpret_cast<char*>(e) + entry_bytes_ + 8 * i)
-        std::atomic<int64_t>(static_cast<int>(i) == retry_slot_
-                                 ? std::numeric_limits<int64_t>::min()
-                                 : 0);
+    new (&Aux(n, static_cast<int>(i))) std::atomic<int64_t>(
+        static_cast<int>(i) == retry_slot_ ? std::numeric_limits<int64_t>::min()
+                                           : 0);
   }
-  if (part != nullptr) part->hook.hash = h | 1;
-  return EntryPtr(e);
+  if (bounded_) {
+    PolicyPart* part = new (raw) PolicyPart();
+    part->hook.hash = h | 1;
+  }
+  return NodePtr<N>(n);
 }
 
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::FreeEntry(Retired* r) noexcept {
-  Entry* e = static_cast<Entry*>(static_cast<WheelNode*>(r));
-  const size_t prefix = e->prefix_bytes;
-  char* raw = reinterpret_cast<char*>(e) - prefix;
-  e->~Entry();
-  if (prefix != 0) reinterpret_cast<PolicyPart*>(raw)->~PolicyPart();
-  ::operator delete(raw);
+  Entry* e = static_cast<Entry*>(static_cast<WheelLink*>(r));
+  char* raw = reinterpret_cast<char*>(e) - e->prefix_bytes;
+  // The prefix (Aux slots, PolicyPart) is trivially destructible.
+  switch (e->kind) {
+    case kValueKind:
+      static_cast<ValueEntry*>(e)->~ValueEntry();
+      break;
+    case kErrorKind:
+      static_cast<ErrorEntry*>(e)->~ErrorEntry();
+      break;
+    default:
+      e->~Entry();
+      break;
+  }
+  if constexpr (kOverAligned) {
+    ::operator delete(raw, std::align_val_t(kNodeAlign));
+  } else {
+    ::operator delete(raw);
+  }
 }
 
 template <class K, class V, class H, class E, class P>
 template <class Val>
-auto CacheCore<K, V, H, E, P>::MakeBox(const K& key, Val&& value, int64_t now,
-                                    int64_t load_time_ns,
-                                    uint32_t* weight) const
-    -> std::unique_ptr<ValueBox> {
-  auto box = std::make_unique<ValueBox>(std::forward<Val>(value));
+auto CacheCore<K, V, H, E, P>::MakeValue(uint64_t h, const K& key,
+                                         Val&& value, int64_t now,
+                                         int64_t load_time_ns) const
+    -> NodePtr<ValueEntry> {
+  NodePtr<ValueEntry> box = NewNode<ValueEntry>(h, key, std::forward<Val>(value));
   int64_t expires = kNever;
   if (options_.expire_after) {
     expires = DeadlineNs(now, options_.expire_after(key, box->value));
@@ -942,13 +1092,19 @@ auto CacheCore<K, V, H, E, P>::MakeBox(const K& key, Val&& value, int64_t now,
   }
   uint64_t w = 1;
   if (options_.weigher) w = options_.weigher(key, box->value);
-  *weight = static_cast<uint32_t>(
-      std::min<uint64_t>(w, std::numeric_limits<uint32_t>::max()));
-  box->expires_ns = expires;
+  SetWeight(box.get(), static_cast<uint32_t>(std::min<uint64_t>(
+                            w, std::numeric_limits<uint32_t>::max())));
+  if (access_slot_ >= 0) {
+    Aux(box.get(), access_slot_).store(now, std::memory_order_relaxed);
+  }
+  if (delta_slot_ >= 0) {
+    Aux(box.get(), delta_slot_).store(load_time_ns, std::memory_order_relaxed);
+  }
   int64_t check = expires;
+  int64_t refresh = kNever;
   if (options_.refresh_after.count() > 0) {
-    box->refresh_ns = DeadlineNs(now, options_.refresh_after);
-    check = std::min(check, box->refresh_ns);
+    refresh = DeadlineNs(now, options_.refresh_after);
+    check = std::min(check, refresh);
   }
   if (options_.early_refresh_beta > 0 && load_time_ns > 0 &&
       expires != kNever) {
@@ -961,6 +1117,13 @@ auto CacheCore<K, V, H, E, P>::MakeBox(const K& key, Val&& value, int64_t now,
                                             : static_cast<int64_t>(from));
   }
   box->check_ns = check;
+  if (expires_slot_ >= 0) {
+    Aux(box.get(), expires_slot_).store(expires, std::memory_order_relaxed);
+  }
+  if (refresh_slot_ >= 0) {
+    Aux(box.get(), refresh_slot_).store(refresh, std::memory_order_relaxed);
+  }
+  assert(ExpiresOf(box.get()) == expires && RefreshOf(box.get()) == refresh);
   return box;
 }
 
@@ -986,7 +1149,7 @@ auto CacheCore<K, V, H, E, P>::LockEntry(Shard& s, const K& key, uint64_t h,
         throw;
       }
       Entry* e = spare->release();
-      s.index.InsertLocked(e);
+      s.index.InsertLocked(e, h);
       return e;
     }
     s.mu.Unlock();  // the index changed meanwhile: look again
@@ -1012,12 +1175,12 @@ template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::SetPhaseLocked(Shard& s, Entry* e, uint8_t phase) {
   if (e->phase == kLive) {
     --s.live;
-    s.live_weight -= e->weight;
+    s.live_weight -= WeightOf(e);
   }
   e->phase = phase;
   if (phase == kLive) {
     ++s.live;
-    s.live_weight += e->weight;
+    s.live_weight += WeightOf(e);
   }
 }
 
@@ -1034,23 +1197,26 @@ void CacheCore<K, V, H, E, P>::MarkDirtyLocked(Shard& s, Entry* e,
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::ScheduleLocked(Shard& s, Entry* e) {
-  if (s.wheel == nullptr) return;
-  const uintptr_t b = e->box.load(std::memory_order_relaxed);
-  int64_t deadline = kNever;
+int64_t CacheCore<K, V, H, E, P>::DeadlineOf(const Entry* e) const {
+  // The phase is the shard's (the wheel asks under its lock); an
+  // expire_after_access deadline only moves later (reads), as the wheel
+  // allows.
   switch (e->phase) {
     case kLive:
-      deadline = FreshUntil(e, AsValue(b));
-      break;
+      return FreshUntil(AsValue(e));
     case kStale:
-      deadline = StaleUntil(FreshUntil(e, AsValue(b)));
-      break;
+      return StaleUntil(FreshUntil(AsValue(e)));
     case kError:
-      deadline = AsError(b)->expires_ns;
-      break;
+      return AsError(e)->expires_ns;
     default:
-      break;
+      return kNever;
   }
+}
+
+template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::ScheduleLocked(Shard& s, Entry* e) {
+  if (s.wheel == nullptr) return;
+  const int64_t deadline = DeadlineOf(e);
   if (deadline == kNever) {
     s.wheel->Unschedule(e);
   } else {
@@ -1059,81 +1225,67 @@ void CacheCore<K, V, H, E, P>::ScheduleLocked(Shard& s, Entry* e) {
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::StoreValueLocked(Shard& s, Entry* e, const K& key,
-                                             std::unique_ptr<ValueBox> box,
-                                             uint32_t weight, int64_t now,
-                                             int64_t load_time_ns,
+void CacheCore<K, V, H, E, P>::ReplaceLocked(Shard& s, Entry* e, Entry* n,
                                              Aftermath& after) {
-  const uintptr_t old = e->box.load(std::memory_order_relaxed);
-  if (const ValueBox* ov = AsValue(old)) {
-    after.replaced_key = &key;
-    after.replaced = ov;
-    after.replaced_cause = e->phase == kLive && now < FreshUntil(e, ov)
-                               ? RemovalCause::kReplaced
-                               : RemovalCause::kExpired;
-    if (after.replaced_cause == RemovalCause::kExpired &&
-        e->phase != kDead) {
-      counters_.Add(Stripe(), kExpirations);
-    }
-    s.value_boxes.Retire(const_cast<ValueBox*>(ov));
-  } else if (const ErrorBox* oe = AsError(old)) {
-    s.error_boxes.Retire(const_cast<ErrorBox*>(oe));
-  }
   SetPhaseLocked(s, e, kEmpty);
-  e->weight = weight;
-  if (access_slot_ >= 0) {
-    Aux(e, access_slot_).store(now, std::memory_order_relaxed);
+  if (Load* l = e->load) {
+    n->load = l;
+    l->entry = n;
   }
-  if (delta_slot_ >= 0) {
-    Aux(e, delta_slot_).store(load_time_ns, std::memory_order_relaxed);
+  s.index.ReplaceLocked(e, n);  // publishes n
+  if (s.wheel != nullptr) s.wheel->Unschedule(e);
+  e->removed = true;
+  e->superseded = true;
+  e->next_gen = n;
+  if (bounded_) {
+    // The policy finds n through e, whose place in it n takes over.
+    MarkDirtyLocked(s, e, after);
+    n->dirty = true;
   }
-  if (retry_slot_ >= 0) {
-    Aux(e, retry_slot_).store(std::numeric_limits<int64_t>::min(),
-                              std::memory_order_relaxed);
+  s.entries.Retire(e);
+}
+
+template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::StoreValueLocked(Shard& s, Entry* e,
+                                                ValueEntry* n, int64_t now,
+                                                Aftermath& after) {
+  if (n != e) {
+    if (const ValueEntry* ov = AsValue(e)) {
+      after.replaced = ov;
+      after.replaced_cause = e->phase == kLive && now < FreshUntil(ov)
+                                 ? RemovalCause::kReplaced
+                                 : RemovalCause::kExpired;
+      if (after.replaced_cause == RemovalCause::kExpired &&
+          e->phase != kDead) {
+        counters_.Add(Stripe(), kExpirations);
+      }
+    }
+    ReplaceLocked(s, e, n, after);
   }
-  e->box.store(reinterpret_cast<uintptr_t>(box.release()),
-               std::memory_order_seq_cst);
-  e->refreshing.store(0, std::memory_order_relaxed);
-  SetPhaseLocked(s, e, kLive);
-  ScheduleLocked(s, e);
-  MarkDirtyLocked(s, e, after);
+  SetPhaseLocked(s, n, kLive);
+  ScheduleLocked(s, n);
+  MarkDirtyLocked(s, n, after);
 }
 
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::StoreErrorLocked(Shard& s, Entry* e,
-                                             std::unique_ptr<ErrorBox> box,
-                                             Aftermath& after) {
-  DropBoxLocked(s, e, RemovalCause::kExpired, after);
-  e->box.store(reinterpret_cast<uintptr_t>(box.release()) | kErrorBit,
-               std::memory_order_seq_cst);
-  SetPhaseLocked(s, e, kError);
-  ScheduleLocked(s, e);
-}
-
-template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::DropBoxLocked(Shard& s, Entry* e,
-                                          RemovalCause cause,
-                                          Aftermath& after) {
-  const uintptr_t b = e->box.load(std::memory_order_relaxed);
-  if (b == 0) return;
-  e->box.store(0, std::memory_order_seq_cst);
-  if (const ValueBox* v = AsValue(b)) {
-    // The entry stays, so its removal chain cannot carry the report: a
-    // call displaces at most one value this way (a load's settle).
-    after.replaced_key = &e->key;
-    after.replaced = v;
-    after.replaced_cause = cause;
-    if (cause == RemovalCause::kExpired && e->phase != kDead) {
-      counters_.Add(Stripe(), kExpirations);
-    }
-    s.value_boxes.Retire(const_cast<ValueBox*>(v));
-    MarkDirtyLocked(s, e, after);
-  } else {
-    s.error_boxes.Retire(const_cast<ErrorBox*>(AsError(b)));
+                                                NodePtr<ErrorEntry> node,
+                                                Aftermath& after) {
+  ErrorEntry* n = node.release();
+  if (delta_slot_ >= 0) {
+    // The key keeps its last load time (XFetch) until a value replaces it.
+    Aux(n, delta_slot_).store(
+        Aux(e, delta_slot_).load(std::memory_order_relaxed),
+        std::memory_order_relaxed);
   }
-  SetPhaseLocked(s, e, kEmpty);
-  if (s.wheel != nullptr) s.wheel->Unschedule(e);
-  e->refreshing.store(0, std::memory_order_relaxed);
+  if (const ValueEntry* ov = AsValue(e)) {
+    after.replaced = ov;
+    after.replaced_cause = RemovalCause::kExpired;
+    if (e->phase != kDead) counters_.Add(Stripe(), kExpirations);
+  }
+  ReplaceLocked(s, e, n, after);
+  SetPhaseLocked(s, n, kError);
+  ScheduleLocked(s, n);
 }
 
 template <class K, class V, class H, class E, class P>
@@ -1142,25 +1294,19 @@ void CacheCore<K, V, H, E, P>::RemoveEntryLocked(Shard& s, Entry* e,
                                               Aftermath& after, bool erase) {
   if (erase) s.index.EraseLocked(e);
   if (s.wheel != nullptr) s.wheel->Unschedule(e);
-  const uintptr_t b = e->box.load(std::memory_order_relaxed);
-  if (AsValue(b) != nullptr && cause == RemovalCause::kExpired &&
-      e->phase != kDead) {
+  const ValueEntry* v = AsValue(e);
+  if (v != nullptr && cause == RemovalCause::kExpired && e->phase != kDead) {
     counters_.Add(Stripe(), kExpirations);
   }
   SetPhaseLocked(s, e, kEmpty);
   e->removed = true;
-  e->cause = cause;
-  // The box stays pointed to: the report reads it, and readers in their
-  // critical sections may. Both are retired now and freed later.
-  if (const ValueBox* v = AsValue(b)) {
-    s.value_boxes.Retire(const_cast<ValueBox*>(v));
-    e->removed_next = after.removed;
+  // Readers in their critical sections, and the report, may still read
+  // the node: it is retired now and freed later.
+  if (v != nullptr) {
+    LinkRemoved(e, cause, after.removed);
     after.removed = e;
   } else {
-    if (const ErrorBox* x = AsError(b)) {
-      s.error_boxes.Retire(const_cast<ErrorBox*>(x));
-    }
-    e->removed_next = nullptr;
+    LinkRemoved(e, cause, nullptr);
   }
   MarkDirtyLocked(s, e, after);  // the policy lets go of it first
   s.entries.Retire(e);
@@ -1169,10 +1315,7 @@ void CacheCore<K, V, H, E, P>::RemoveEntryLocked(Shard& s, Entry* e,
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::RemoveIfEmptyLocked(Shard& s, Entry* e,
                                                 Aftermath& after) {
-  if (e->removed || e->load != nullptr ||
-      e->box.load(std::memory_order_relaxed) != 0) {
-    return;
-  }
+  if (e->removed || e->load != nullptr || HoldsSomething(e)) return;
   RemoveEntryLocked(s, e, RemovalCause::kExplicit, after);
 }
 
@@ -1191,11 +1334,11 @@ void CacheCore<K, V, H, E, P>::DetachLocked(Shard& s, Entry* e,
 
 template <class K, class V, class H, class E, class P>
 auto CacheCore<K, V, H, E, P>::StaleBox(const Entry* e, int64_t now) const
-    -> const ValueBox* {
+    -> const ValueEntry* {
   if (options_.stale_if_error.count() <= 0) return nullptr;
-  const ValueBox* b = AsValue(e->box.load(std::memory_order_seq_cst));
+  const ValueEntry* b = AsValue(e);
   if (b == nullptr) return nullptr;
-  const int64_t fresh = FreshUntil(e, b);
+  const int64_t fresh = FreshUntil(b);
   return now >= fresh && now < StaleUntil(fresh) ? b : nullptr;
 }
 
@@ -1205,15 +1348,15 @@ auto CacheCore<K, V, H, E, P>::StaleBox(const Entry* e, int64_t now) const
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::OnDueLocked(Shard& s, Entry* e, int64_t now,
                                         Aftermath& after) {
-  const uintptr_t b = e->box.load(std::memory_order_relaxed);
   if (e->phase == kError) {
-    DropBoxLocked(s, e, RemovalCause::kExpired, after);
+    // The expired error stays, as nothing, if a load still needs the node.
+    SetPhaseLocked(s, e, kEmpty);
     RemoveIfEmptyLocked(s, e, after);
     return;
   }
-  const ValueBox* v = AsValue(b);
+  const ValueEntry* v = AsValue(e);
   if (v == nullptr) return;
-  const int64_t fresh = FreshUntil(e, v);
+  const int64_t fresh = FreshUntil(v);
   if (now < fresh) {  // read since it was scheduled (expire_after_access)
     ScheduleLocked(s, e);
     return;
@@ -1233,22 +1376,31 @@ void CacheCore<K, V, H, E, P>::OnDueLocked(Shard& s, Entry* e, int64_t now,
 }
 
 template <class K, class V, class H, class E, class P>
+void CacheCore<K, V, H, E, P>::AdvanceLocked(Shard& s, int64_t now,
+                                             Aftermath& after) {
+  if (s.wheel == nullptr) return;
+  s.wheel->Advance(
+      now,
+      [&](const WheelLink* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return DeadlineOf(static_cast<const Entry*>(n));
+      },
+      [&](WheelLink* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        OnDueLocked(s, static_cast<Entry*>(n), now, after);
+      });
+}
+
+template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::ExpireLocked(Shard& s, int64_t now,
                                          Aftermath& after) {
-  if (s.wheel != nullptr) {
-    s.wheel->Advance(now, [&](WheelNode* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      OnDueLocked(s, static_cast<Entry*>(n), now, after);
-    });
-  }
+  AdvanceLocked(s, now, after);
   ReclaimLocked(s, /*force=*/false, after);
 }
 
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::ReclaimLocked(Shard& s, bool force,
                                           Aftermath& after) {
-  const size_t pending = s.value_boxes.pending() + s.error_boxes.pending() +
-                         s.entries.pending() +
-                         s.index.retired_tables().pending();
+  const size_t pending =
+      s.entries.pending() + s.index.retired_tables().pending();
   if (pending == 0 || (!force && pending < 64)) return;
   // Forced (CleanUp): two advances first, so that everything retired
   // before this call is free unless a reader is inside.
@@ -1257,11 +1409,7 @@ void CacheCore<K, V, H, E, P>::ReclaimLocked(Shard& s, bool force,
     Epoch::TryAdvance();
   }
   const uint64_t epoch = Epoch::TryAdvance();
-  s.value_boxes.Collect(epoch);
-  s.error_boxes.Collect(epoch);
   s.index.retired_tables().Collect(epoch);
-  after.free_values.Append(s.value_boxes.TakeFree());
-  after.free_errors.Append(s.error_boxes.TakeFree());
   after.free_tables.Append(s.index.retired_tables().TakeFree());
   if (!bounded_) {
     s.entries.Collect(epoch);
@@ -1286,20 +1434,16 @@ void CacheCore<K, V, H, E, P>::Report(const K& key, const V& value,
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::Finish(Aftermath& after) noexcept {
   if (after.replaced != nullptr) {
-    Report(*after.replaced_key, after.replaced->value, after.replaced_cause);
+    Report(after.replaced->key, after.replaced->value, after.replaced_cause);
   }
-  for (Entry* e = after.removed; e != nullptr; e = e->removed_next) {
-    if (const ValueBox* v = AsValue(e->box.load(std::memory_order_relaxed))) {
-      Report(e->key, v->value, e->cause);
-    }
+  for (Entry* e = after.removed; e != nullptr; e = NextRemoved(e)) {
+    if (const ValueEntry* v = AsValue(e)) Report(e->key, v->value, CauseOf(e));
   }
   for (Load* l = after.unref; l != nullptr;) {
     Load* next = l->unref_next;
     Unref(l);
     l = next;
   }
-  after.free_values.Free();
-  after.free_errors.Free();
   after.free_tables.Free();
   after.free_entries.Free();
   if (after.maintain) Maintain();
@@ -1316,17 +1460,31 @@ void CacheCore<K, V, H, E, P>::ReconcileLocked(Shard& s) {
     PolicyPart* p = PolicyOf(e);
     Entry* next = p->dirty_next;
     p->dirty_next = nullptr;
+    // Only e, the oldest node of its key since the last pass, may be in
+    // the policy; the newest (z) is what the key holds now.
     e->dirty = false;
-    const bool want =
-        !e->removed && AsValue(e->box.load(std::memory_order_relaxed)) != nullptr;
-    p->pinned = e->load != nullptr;
-    if (want && !InPolicy(p)) {
-      p->hook.weight = e->weight;
-      policy_->Add(&p->hook);
-    } else if (want && p->hook.weight != e->weight) {
-      policy_->UpdateWeight(&p->hook, e->weight);
-    } else if (!want && InPolicy(p)) {
-      policy_->Remove(&p->hook);
+    Entry* z = e;
+    while (z->superseded) {
+      z = z->next_gen;
+      z->dirty = false;
+    }
+    PolicyPart* zp = PolicyOf(z);
+    const bool want = !z->removed && AsValue(z) != nullptr;
+    if (z != e && InPolicy(p)) {
+      if (want) {
+        policy_->Replace(&p->hook, &zp->hook);
+      } else {
+        policy_->Remove(&p->hook);
+      }
+    }
+    zp->pinned = z->load != nullptr;
+    if (want && !InPolicy(zp)) {
+      zp->hook.weight = zp->weight;
+      policy_->Add(&zp->hook);
+    } else if (want && zp->hook.weight != zp->weight) {
+      policy_->UpdateWeight(&zp->hook, zp->weight);
+    } else if (!want && InPolicy(zp)) {
+      policy_->Remove(&zp->hook);
     }
     e = next;
   }
@@ -1392,13 +1550,13 @@ void CacheCore<K, V, H, E, P>::Maintain() noexcept {
       policy_->Evict(
           [&](PolicyHook* h) { return !PolicyOf(EntryOfHook(h))->pinned; },
           [&](PolicyHook* h) {
-            // Unlinked from the policy already (hook.queue == 0).
-            Entry* e = EntryOfHook(h);
-            Shard& s = ShardFor(e->hash);
+            // Unlinked from the policy already (hook.queue == 0). A node
+            // replaced since the last pass stands for its newest one.
+            Shard& s = ShardFor(h->hash);
             MutexLock lock(&s.mu);
+            Entry* e = Newest(EntryOfHook(h));
             if (e->removed) return;
-            const ValueBox* v =
-                AsValue(e->box.load(std::memory_order_relaxed));
+            const ValueEntry* v = AsValue(e);
             if (e->load != nullptr || v == nullptr) {
               // Changed since can_evict: back into the policy next pass.
               if (!e->dirty) {
@@ -1410,23 +1568,20 @@ void CacheCore<K, V, H, E, P>::Maintain() noexcept {
               return;
             }
             counters_.Add(guard.thread_index(), kEvictions);
-            counters_.Add(guard.thread_index(), kEvictionWeight, e->weight);
+            counters_.Add(guard.thread_index(), kEvictionWeight, WeightOf(e));
             s.index.EraseLocked(e);
             if (s.wheel != nullptr) s.wheel->Unschedule(e);
             SetPhaseLocked(s, e, kEmpty);
             e->removed = true;
-            e->cause = RemovalCause::kEvicted;
-            s.value_boxes.Retire(const_cast<ValueBox*>(v));
-            e->removed_next = evicted;
+            LinkRemoved(e, RemovalCause::kEvicted, evicted);
             evicted = e;
             s.entries.Retire(e);
             s.maintain.store(true, std::memory_order_relaxed);
           });
     }
   }
-  for (Entry* e = evicted; e != nullptr; e = e->removed_next) {
-    Report(e->key, AsValue(e->box.load(std::memory_order_relaxed))->value,
-           RemovalCause::kEvicted);
+  for (Entry* e = evicted; e != nullptr; e = NextRemoved(e)) {
+    Report(e->key, AsValue(e)->value, CauseOf(e));
   }
   dead.Free();
 }
@@ -1482,14 +1637,12 @@ auto CacheCore<K, V, H, E, P>::Decide(Shard& s, const K& key, uint64_t h,
   Entry* e = LockEntry(s, key, h, &spare);
   {
     AdoptedLock lock(&s.mu);
-    d.entry = e;
-    const uintptr_t raw = e->box.load(std::memory_order_relaxed);
-    const ValueBox* b = AsValue(raw);
-    const ErrorBox* x = AsError(raw);
-    const ValueBox* stale = StaleBox(e, now);
+    const ValueEntry* b = AsValue(e);
+    const ErrorEntry* x = AsError(e);
+    const ValueEntry* stale = StaleBox(e, now);
     d.stale_possible = stale != nullptr;
     Load* l = e->load;
-    if (b != nullptr && now < FreshUntil(e, b)) {
+    if (b != nullptr && now < FreshUntil(b)) {
       d.kind = Decision::kHit;
       d.box = b;
     } else if (x != nullptr && now < x->expires_ns) {
@@ -1643,7 +1796,7 @@ void CacheCore<K, V, H, E, P>::SettleUnrun(Load* l,
       // section needs the same record.
     }
   }
-  Settle(l, nullptr, nullptr, 0, 0, std::move(error));
+  Settle(l, nullptr, nullptr, std::move(error));
 }
 
 template <class K, class V, class H, class E, class P>
@@ -1681,16 +1834,15 @@ void CacheCore<K, V, H, E, P>::Execute(Load* l, Call&& call) noexcept {
   counters_.Add(stripe, value ? kLoadSuccesses : kLoadFailures);
   counters_.Add(stripe, kLoadTimeNs, static_cast<uint64_t>(took));
   if (!value && refresh) counters_.Add(stripe, kRefreshFailures);
-  std::unique_ptr<ValueBox> box;
-  uint32_t weight = 0;
+  NodePtr<ValueEntry> box;
   if (value) {
     try {
-      box = MakeBox(l->key, *value, end, took, &weight);
+      box = MakeValue(l->hash, l->key, *value, end, took);
     } catch (...) {
       // Not stored; the load's callers still get the value.
     }
   }
-  Settle(l, &value, std::move(box), weight, took, std::move(error));
+  Settle(l, &value, std::move(box), std::move(error));
 }
 
 template <class K, class V, class H, class E, class P>
@@ -1701,9 +1853,8 @@ void CacheCore<K, V, H, E, P>::ExecuteBound(Load* l) noexcept {
 
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::Settle(Load* l, std::optional<V>* value,
-                                   std::unique_ptr<ValueBox> box,
-                                   uint32_t weight, int64_t load_time_ns,
-                                   std::exception_ptr error) noexcept {
+                                      NodePtr<ValueEntry> box,
+                                      std::exception_ptr error) noexcept {
   LoadRef execution(l);  // this execution's reference
   EpochGuard guard;      // keeps `stale` and the reports readable
   const bool ok = value != nullptr && value->has_value();
@@ -1712,19 +1863,17 @@ void CacheCore<K, V, H, E, P>::Settle(Load* l, std::optional<V>* value,
     now = NowNs();
   } catch (...) {
   }
-  std::unique_ptr<ErrorBox> error_box;  // negative caching, made unlocked
+  NodePtr<ErrorEntry> error_box;  // negative caching, made unlocked
   if (!ok && options_.error_ttl.count() > 0) {
     try {
-      error_box = std::make_unique<ErrorBox>();
-      error_box->error = error;
-      error_box->expires_ns = DeadlineNs(now, options_.error_ttl);
-      error_box->check_ns = error_box->expires_ns;
+      error_box = NewNode<ErrorEntry>(l->hash, l->key, error,
+                                      DeadlineNs(now, options_.error_ttl));
     } catch (...) {
-      error_box.reset();
+      // Not cached.
     }
   }
   Shard& s = *l->shard;
-  const ValueBox* stale = nullptr;
+  const ValueEntry* stale = nullptr;
   std::vector<Callback> callbacks;
   Timer::Id timers[2] = {0, 0};
   {
@@ -1742,15 +1891,15 @@ void CacheCore<K, V, H, E, P>::Settle(Load* l, std::optional<V>* value,
         DetachLocked(s, e, after);
         const bool refresh = l->kind == LoadKind::kRefresh ||
                              l->kind == LoadKind::kEarlyRefresh;
-        const ValueBox* current =
-            AsValue(e->box.load(std::memory_order_relaxed));
+        const ValueEntry* current = AsValue(e);
+        Entry* now_held = e;  // the key's node afterwards
         if (ok) {
           if (box != nullptr) {
-            StoreValueLocked(s, e, e->key, std::move(box), weight, now,
-                             load_time_ns, after);
+            now_held = box.get();
+            StoreValueLocked(s, e, box.release(), now, after);
           }
         } else if (refresh && current != nullptr &&
-                   now < FreshUntil(e, current)) {
+                   now < FreshUntil(current)) {
           // A failed refresh keeps the value it was refreshing.
         } else if ((stale = StaleBox(e, now)) != nullptr) {
           if (retry_slot_ >= 0) {
@@ -1759,11 +1908,12 @@ void CacheCore<K, V, H, E, P>::Settle(Load* l, std::optional<V>* value,
                 std::memory_order_relaxed);
           }
         } else if (error_box != nullptr) {
+          now_held = error_box.get();
           StoreErrorLocked(s, e, std::move(error_box), after);
         } else if (current != nullptr) {
-          DropBoxLocked(s, e, RemovalCause::kExpired, after);
+          RemoveEntryLocked(s, e, RemovalCause::kExpired, after);
         }
-        RemoveIfEmptyLocked(s, e, after);
+        RemoveIfEmptyLocked(s, now_held, after);
       }
       if (!ok) error = l->first_error;
       l->outcome = stale != nullptr ? Outcome::kStale
@@ -1783,7 +1933,7 @@ void CacheCore<K, V, H, E, P>::Settle(Load* l, std::optional<V>* value,
 
 template <class K, class V, class H, class E, class P>
 void CacheCore<K, V, H, E, P>::Release(Load* l, std::optional<V>* value,
-                                    const ValueBox* stale,
+                                    const ValueEntry* stale,
                                     std::exception_ptr error,
                                     std::vector<Callback> callbacks,
                                     const Timer::Id (&timers)[2]) noexcept {
@@ -1831,7 +1981,7 @@ void CacheCore<K, V, H, E, P>::HandleDeadlines(Load* l, int64_t now,
                                                bool from_timer) noexcept {
   EpochGuard guard;
   Shard& s = *l->shard;
-  const ValueBox* stale = nullptr;
+  const ValueEntry* stale = nullptr;
   std::vector<Callback> callbacks;
   bool hard = false;
   Timer::Id timers[2] = {0, 0};
@@ -1915,7 +2065,7 @@ V CacheCore<K, V, H, E, P>::Await(Load* l, bool stale_possible) {
       // Answer with the stale value, if there still is one.
       EpochGuard guard;
       if (Entry* e = l->shard->index.Find(l->hash, KeyEq(l->key))) {
-        if (const ValueBox* b = StaleBox(e, now)) {
+        if (const ValueEntry* b = StaleBox(e, now)) {
           counters_.Add(guard.thread_index(), kStaleSoftTimeout);
           return b->value;
         }
@@ -1935,16 +2085,16 @@ V CacheCore<K, V, H, E, P>::Await(Load* l, bool stale_possible) {
 // Reads
 
 template <class K, class V, class H, class E, class P>
-bool CacheCore<K, V, H, E, P>::WantsRefresh(const Entry* e, const ValueBox* b,
-                                         int64_t now, size_t stripe,
-                                         bool* early) const {
+bool CacheCore<K, V, H, E, P>::WantsRefresh(const ValueEntry* b, int64_t now,
+                                            size_t stripe, bool* early) const {
   *early = false;
-  if (!loader_ || e->refreshing.load(std::memory_order_relaxed) != 0) {
+  if (!loader_ || b->refreshing.load(std::memory_order_relaxed) != 0) {
     return false;
   }
-  if (now >= b->refresh_ns) return true;
-  if (delta_slot_ < 0 || b->expires_ns == kNever) return false;
-  const int64_t delta = Aux(e, delta_slot_).load(std::memory_order_relaxed);
+  if (now >= RefreshOf(b)) return true;
+  const int64_t expires = ExpiresOf(b);
+  if (delta_slot_ < 0 || expires == kNever) return false;
+  const int64_t delta = Aux(b, delta_slot_).load(std::memory_order_relaxed);
   if (delta <= 0) return false;
   // XFetch: refresh iff now - delta * beta * ln(u) >= expiry.
   const uint64_t r = SplitMix64(seed_ ^ (uint64_t{stripe} << 48) ^
@@ -1952,31 +2102,30 @@ bool CacheCore<K, V, H, E, P>::WantsRefresh(const Entry* e, const ValueBox* b,
   const double u = static_cast<double>((r >> 11) + 1) * 0x1.0p-53;
   const double gap =
       -static_cast<double>(delta) * options_.early_refresh_beta * std::log(u);
-  if (gap < static_cast<double>(b->expires_ns - now)) return false;
+  if (gap < static_cast<double>(expires - now)) return false;
   *early = true;
   return true;
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::WindowHit(Shard& s, Entry* e, const ValueBox* b,
-                                      int64_t now, size_t stripe) {
+void CacheCore<K, V, H, E, P>::WindowHit(Shard& s, uint64_t h,
+                                         const ValueEntry* b, int64_t now,
+                                         size_t stripe) {
   bool early = false;
-  if (WantsRefresh(e, b, now, stripe, &early)) {
-    StartRefresh(s, e, b, now, early);
-  }
-  Touch(e, now);
-  OnHit(e, stripe);
-  if (now >= b->refresh_ns) counters_.Add(stripe, kStaleRefreshAhead);
+  if (WantsRefresh(b, now, stripe, &early)) StartRefresh(s, h, b, now, early);
+  Touch(b, now);
+  OnHit(const_cast<ValueEntry*>(b), stripe);
+  if (now >= RefreshOf(b)) counters_.Add(stripe, kStaleRefreshAhead);
 }
 
 template <class K, class V, class H, class E, class P>
-void CacheCore<K, V, H, E, P>::StartRefresh(Shard& s, Entry* e,
-                                         const ValueBox* b, int64_t now,
-                                         bool early) noexcept {
-  // REQUIRES: inside the epoch section that found `e`.
+void CacheCore<K, V, H, E, P>::StartRefresh(Shard& s, uint64_t h,
+                                            const ValueEntry* b, int64_t now,
+                                            bool early) noexcept {
+  // REQUIRES: inside the epoch section that found `b`.
   Load* l;
   try {
-    l = NewLoad(s, e->hash, e->key,
+    l = NewLoad(s, h, b->key,
                 early ? LoadKind::kEarlyRefresh : LoadKind::kRefresh, now);
   } catch (...) {
     return;  // best effort: a later read tries again
@@ -1984,10 +2133,9 @@ void CacheCore<K, V, H, E, P>::StartRefresh(Shard& s, Entry* e,
   bool attached = false;
   {
     MutexLock lock(&s.mu);
-    if (!e->removed && e->load == nullptr &&
-        e->box.load(std::memory_order_relaxed) ==
-            reinterpret_cast<uintptr_t>(b)) {
-      AttachLocked(s, e, l);  // the entry holds l's first reference
+    Entry* e = const_cast<ValueEntry*>(b);
+    if (!e->removed && e->load == nullptr) {  // still the key's value
+      AttachLocked(s, e, l);  // the node holds l's first reference
       Ref(l);                 // the execution's
       attached = true;
     }
@@ -2008,13 +2156,11 @@ V CacheCore<K, V, H, E, P>::Get(const K& key) {
   {
     EpochGuard g;
     if (Entry* e = s.index.Find(h, KeyEq(key))) {
-      if (const ValueBox* b =
-              AsValue(e->box.load(std::memory_order_seq_cst))) {
-        if (now < b->check_ns && AccessFresh(e, now)) {
-          Touch(e, now);
-          OnHit(e, g.thread_index());
-          return b->value;
-        }
+      // check_ns is kNoHit unless e is a value.
+      if (now < e->check_ns && AccessFresh(e, now)) {
+        Touch(e, now);
+        OnHit(e, g.thread_index());
+        return static_cast<const ValueEntry*>(e)->value;
       }
     }
   }
@@ -2030,13 +2176,11 @@ V CacheCore<K, V, H, E, P>::GetWith(const K& key, L& loader) {
   {
     EpochGuard g;
     if (Entry* e = s.index.Find(h, KeyEq(key))) {
-      if (const ValueBox* b =
-              AsValue(e->box.load(std::memory_order_seq_cst))) {
-        if (now < b->check_ns && AccessFresh(e, now)) {
-          Touch(e, now);
-          OnHit(e, g.thread_index());
-          return b->value;
-        }
+      // check_ns is kNoHit unless e is a value.
+      if (now < e->check_ns && AccessFresh(e, now)) {
+        Touch(e, now);
+        OnHit(e, g.thread_index());
+        return static_cast<const ValueEntry*>(e)->value;
       }
     }
   }
@@ -2052,13 +2196,12 @@ V CacheCore<K, V, H, E, P>::GetSlow(const K& key, uint64_t h, Shard& s,
   EpochGuard g;
   const size_t stripe = g.thread_index();
   if (Entry* e = s.index.Find(h, KeyEq(key))) {
-    const uintptr_t raw = e->box.load(std::memory_order_seq_cst);
-    if (const ValueBox* b = AsValue(raw)) {
-      if (now < FreshUntil(e, b)) {
-        WindowHit(s, e, b, now, stripe);
+    if (const ValueEntry* b = AsValue(e)) {
+      if (now < FreshUntil(b)) {
+        WindowHit(s, h, b, now, stripe);
         return b->value;
       }
-    } else if (const ErrorBox* x = AsError(raw)) {
+    } else if (const ErrorEntry* x = AsError(e)) {
       if (now < x->expires_ns) {
         OnHit(e, stripe);
         counters_.Add(stripe, kNegativeHits);
@@ -2114,11 +2257,11 @@ std::optional<V> CacheCore<K, V, H, E, P>::GetIfPresent(const K& key) {
   const int64_t now = NowNs();
   EpochGuard g;
   if (Entry* e = s.index.Find(h, KeyEq(key))) {
-    if (const ValueBox* b = AsValue(e->box.load(std::memory_order_seq_cst))) {
-      if (now < FreshUntil(e, b)) {
+    if (const ValueEntry* b = AsValue(e)) {
+      if (now < FreshUntil(b)) {
         Touch(e, now);
         OnHit(e, g.thread_index());
-        if (now >= b->refresh_ns) {
+        if (now >= RefreshOf(b)) {
           counters_.Add(g.thread_index(), kStaleRefreshAhead);
         }
         return std::optional<V>(b->value);
@@ -2145,13 +2288,12 @@ std::shared_future<V> CacheCore<K, V, H, E, P>::Async(const K& key,
     return v != nullptr ? Ready(*v) : ReadyError(std::move(err));
   };
   if (Entry* e = s.index.Find(h, KeyEq(key))) {
-    const uintptr_t raw = e->box.load(std::memory_order_seq_cst);
-    if (const ValueBox* b = AsValue(raw)) {
-      if (now < FreshUntil(e, b)) {
-        WindowHit(s, e, b, now, stripe);
+    if (const ValueEntry* b = AsValue(e)) {
+      if (now < FreshUntil(b)) {
+        WindowHit(s, h, b, now, stripe);
         return deliver(&b->value, nullptr);
       }
-    } else if (const ErrorBox* x = AsError(raw)) {
+    } else if (const ErrorEntry* x = AsError(e)) {
       if (now < x->expires_ns) {
         OnHit(e, stripe);
         counters_.Add(stripe, kNegativeHits);
@@ -2304,7 +2446,7 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
     ~Owned() {
       for (Pending& p : pending) {
         if (p.run != nullptr) {
-          core->Settle(std::exchange(p.run, nullptr), nullptr, nullptr, 0, 0,
+          core->Settle(std::exchange(p.run, nullptr), nullptr, nullptr,
                        BadAllocError());
         }
       }
@@ -2331,14 +2473,13 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
     EpochGuard g;
     const size_t stripe = g.thread_index();
     if (Entry* e = s.index.Find(h, KeyEq(key))) {
-      const uintptr_t raw = e->box.load(std::memory_order_seq_cst);
-      if (const ValueBox* b = AsValue(raw)) {
-        if (now < FreshUntil(e, b)) {
-          WindowHit(s, e, b, now, stripe);
+      if (const ValueEntry* b = AsValue(e)) {
+        if (now < FreshUntil(b)) {
+          WindowHit(s, h, b, now, stripe);
           found.emplace_back(&key, b->value);
           continue;
         }
-      } else if (const ErrorBox* x = AsError(raw)) {
+      } else if (const ErrorEntry* x = AsError(e)) {
         if (now < x->expires_ns) {
           OnHit(e, stripe);
           counters_.Add(stripe, kNegativeHits);
@@ -2427,7 +2568,7 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
       if (p.run == nullptr) continue;
       Load* l = std::exchange(p.run, nullptr);
       if (!loaded) {
-        Settle(l, nullptr, nullptr, 0, 0, error);
+        Settle(l, nullptr, nullptr, error);
         continue;
       }
       auto it = loaded->find(*p.key);
@@ -2441,20 +2582,19 @@ auto CacheCore<K, V, H, E, P>::GetAll(std::span<const K> keys) -> Map {
         } catch (...) {
           absent = BadAllocError();
         }
-        Settle(l, nullptr, nullptr, 0, 0, absent);
+        Settle(l, nullptr, nullptr, absent);
         continue;
       }
       std::optional<V> value;
-      std::unique_ptr<ValueBox> box;
-      uint32_t weight = 0;
+      NodePtr<ValueEntry> box;
       std::exception_ptr failed;
       try {
         value.emplace(std::move(it->second));
-        box = MakeBox(*p.key, *value, end, took, &weight);
+        box = MakeValue(l->hash, *p.key, *value, end, took);
       } catch (...) {
         if (!value) failed = std::current_exception();
       }
-      Settle(l, &value, std::move(box), weight, took, failed);
+      Settle(l, &value, std::move(box), failed);
     }
   } else if (to_run > 0) {
     for (Pending& p : owned.pending) {
@@ -2511,20 +2651,23 @@ void CacheCore<K, V, H, E, P>::Put(const K& key, V value) {
   Shard& s = ShardFor(h);
   const int64_t now = NowNs();
   EpochGuard g;
-  uint32_t weight = 0;
-  int64_t delta = 0;
-  std::unique_ptr<ValueBox> box = MakeBox(key, std::move(value), now, 0,
-                                          &weight);  // throws: nothing stored
-  EntryPtr spare;
+  // Throws: nothing stored. Inserted as is if the key has no node.
+  EntryPtr spare = MakeValue(h, key, std::move(value), now, 0);
+  ValueEntry* n = static_cast<ValueEntry*>(spare.get());
   Aftermath after(this);
   Entry* e = LockEntry(s, key, h, &spare);
   AdoptedLock lock(&s.mu);
-  if (delta_slot_ >= 0) {
-    // A value written by Put keeps the key's last load time (XFetch).
-    delta = Aux(e, delta_slot_).load(std::memory_order_relaxed);
+  if (e != n) {
+    if (delta_slot_ >= 0) {
+      // A value written by Put keeps the key's last load time (XFetch).
+      Aux(n, delta_slot_).store(
+          Aux(e, delta_slot_).load(std::memory_order_relaxed),
+          std::memory_order_relaxed);
+    }
+    DetachLocked(s, e, after);  // a load in progress is no longer stored
+    spare.release();            // StoreValueLocked takes it
   }
-  DetachLocked(s, e, after);  // a load in progress is no longer stored
-  StoreValueLocked(s, e, key, std::move(box), weight, now, delta, after);
+  StoreValueLocked(s, e, n, now, after);
   ExpireLocked(s, now, after);
 }
 
@@ -2538,10 +2681,9 @@ bool CacheCore<K, V, H, E, P>::Invalidate(const K& key) {
   Entry* e = LockExisting(s, key, h);
   if (e == nullptr) return false;
   AdoptedLock lock(&s.mu);
-  const uintptr_t raw = e->box.load(std::memory_order_relaxed);
-  const ValueBox* b = AsValue(raw);
-  const ErrorBox* x = AsError(raw);
-  const bool fresh = b != nullptr && now < FreshUntil(e, b);
+  const ValueEntry* b = AsValue(e);
+  const ErrorEntry* x = AsError(e);
+  const bool fresh = b != nullptr && now < FreshUntil(b);
   const bool had = e->load != nullptr || fresh ||
                    StaleBox(e, now) != nullptr ||
                    (x != nullptr && now < x->expires_ns);
@@ -2563,10 +2705,10 @@ void CacheCore<K, V, H, E, P>::InvalidateAll() {
     Aftermath after(this);
     MutexLock lock(&s.mu);
     s.index.ClearLocked([&](Entry* e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      const ValueBox* b = AsValue(e->box.load(std::memory_order_relaxed));
+      const ValueEntry* b = AsValue(e);
       DetachLocked(s, e, after);
       RemoveEntryLocked(s, e,
-                        b == nullptr || now < FreshUntil(e, b)
+                        b == nullptr || now < FreshUntil(b)
                             ? RemovalCause::kExplicit
                             : RemovalCause::kExpired,
                         after, /*erase=*/false);
@@ -2614,12 +2756,7 @@ void CacheCore<K, V, H, E, P>::CleanUp() {
       Shard& s = shards_[i];
       Aftermath after(this);
       MutexLock lock(&s.mu);
-      if (s.wheel != nullptr) {
-        s.wheel->Advance(now,
-                         [&](WheelNode* n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                           OnDueLocked(s, static_cast<Entry*>(n), now, after);
-                         });
-      }
+      AdvanceLocked(s, now, after);
       ReclaimLocked(s, /*force=*/true, after);
     }
   }

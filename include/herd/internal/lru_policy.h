@@ -64,6 +64,16 @@ class LruPolicy {
     Unlink(h);
   }
 
+  // Puts `h` in `old`'s place (list, position and weight: a cache that
+  // replaces a key's entry by a new one); `old` leaves the policy. Counts
+  // no access. REQUIRES: old is in this policy, h in none; same hash.
+  void Replace(PolicyHook* old, PolicyHook* h) noexcept {
+    assert(old->queue != kNone && h->queue == kNone);
+    (old->queue == kLru ? lru_ : overweight_).Replace(old, h);
+    h->queue = old->queue;
+    old->queue = kNone;
+  }
+
   // Sets h->weight; h keeps its place unless it crosses max_weight().
   // REQUIRES: h is in this policy.
   void UpdateWeight(PolicyHook* h, uint32_t weight) noexcept {

@@ -97,6 +97,18 @@ class HookList {
     head_.prev = h;
   }
 
+  // Puts `h` in `old`'s place, with old's weight; `old` leaves the list
+  // (its links are cleared). The count and total weight do not change.
+  // REQUIRES: old is in this list; h is in no list.
+  void Replace(PolicyHook* old, PolicyHook* h) noexcept {
+    h->prev = old->prev;
+    h->next = old->next;
+    h->prev->next = h;
+    h->next->prev = h;
+    h->weight = old->weight;
+    old->prev = old->next = nullptr;
+  }
+
   // Sets h->weight, keeping the list's total. REQUIRES: h is in this list.
   void Reweigh(PolicyHook* h, uint32_t weight) noexcept {
     assert(weight_ >= h->weight);

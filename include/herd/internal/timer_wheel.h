@@ -4,7 +4,9 @@
 // Lauck, "Hashed and hierarchical timing wheels", SOSP 1987) of intrusive
 // nodes, for LoadingCache's expiry bookkeeping.
 //
-//   herd::internal::WheelNode   the intrusive part of a scheduled object
+//   herd::internal::WheelLink   the intrusive part of a scheduled object:
+//                               two links, its deadline kept by its owner
+//   herd::internal::WheelNode   a WheelLink that keeps its own deadline
 //   herd::internal::TimerWheel  Schedule / Unschedule in O(1), Advance(now)
 //                               hands every node due by `now` to a callback
 //
@@ -16,6 +18,12 @@
 // bucket. Advance(now) is exact: afterwards no node scheduled before the
 // call has a deadline at or before `now`. It costs O(1 + nodes due + nodes
 // moved down + nodes in the current 4 ms bucket).
+//
+// Where a node's deadline lives: a WheelNode keeps the one it was scheduled
+// with. A bare WheelLink (two words, for an owner that can tell a node's
+// deadline from its own state: a cache entry's expiry) is asked for it
+// through Advance's `deadline_of` whenever its bucket comes due; a deadline
+// later than the one it was scheduled with just moves it on.
 //
 // Thread safety: none; the owner serializes (a cache shard's lock).
 
@@ -32,8 +40,12 @@ namespace herd::internal {
 
 // Retired's link is the wheel's "next" while the node is scheduled, and
 // free again for retirement once it is not.
-struct WheelNode : Retired {
+struct WheelLink : Retired {
   Retired** pprev = nullptr;  // the link that points here; null iff idle
+};
+
+// A node with its deadline, for Advance(now, due).
+struct WheelNode : WheelLink {
   int64_t deadline = 0;
 };
 
@@ -50,24 +62,29 @@ class TimerWheel {
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
 
-  static bool Scheduled(const WheelNode* n) noexcept {
+  static bool Scheduled(const WheelLink* n) noexcept {
     return n->pprev != nullptr;
   }
 
   // Schedules `n` at `deadline`, first unscheduling it if it was scheduled.
   // A deadline at or before time() is due at the next Advance().
   void Schedule(WheelNode* n, int64_t deadline) noexcept {
+    n->deadline = deadline;
+    Schedule(static_cast<WheelLink*>(n), deadline);
+  }
+  // As above, for a node whose owner keeps its deadline (see the Advance
+  // that takes `deadline_of`).
+  void Schedule(WheelLink* n, int64_t deadline) noexcept {
     if (Scheduled(n)) {
       Unlink(n);
     } else {
       ++size_;
     }
-    n->deadline = deadline;
-    Place(n);
+    Place(n, deadline);
   }
 
   // Unschedules `n` if it is scheduled.
-  void Unschedule(WheelNode* n) noexcept {
+  void Unschedule(WheelLink* n) noexcept {
     if (!Scheduled(n)) return;
     Unlink(n);
     --size_;
@@ -76,8 +93,24 @@ class TimerWheel {
   // Moves time to max(time(), now) and calls `due(node)` for every node
   // whose deadline is at or before `now`, after unscheduling it; `due` may
   // Schedule() that node again (or any other) and Unschedule() any node.
+  // REQUIRES: every node scheduled is a WheelNode.
   template <class Due>
   void Advance(int64_t now, Due&& due) {
+    Advance(
+        now,
+        [](const WheelLink* n) {
+          return static_cast<const WheelNode*>(n)->deadline;
+        },
+        [&due](WheelLink* n) { due(static_cast<WheelNode*>(n)); });
+  }
+
+  // As above, with each node's deadline from `deadline_of(const
+  // WheelLink*) -> int64_t`, asked whenever the node's bucket comes due (so
+  // perhaps more than once; it must not change the wheel).
+  // REQUIRES: a node's deadline is never earlier than the one it was last
+  // scheduled with; a later one is fine (the node moves on to it).
+  template <class DeadlineOf, class Due>
+  void Advance(int64_t now, DeadlineOf&& deadline_of, Due&& due) {
     const int64_t old = time_;
     if (now > time_) time_ = now;
     // Level 0: every bucket from the old time's to the new one's, the old
@@ -88,7 +121,7 @@ class TimerWheel {
       const int64_t n = to - from + 1 < kBuckets ? to - from + 1 : kBuckets;
       for (int64_t i = 0; i < n; ++i) {
         Process(Bucket(0, static_cast<int>((from + i) & (kBuckets - 1))), now,
-                due);
+                deadline_of, due);
       }
     }
     // Higher levels: the buckets time has entered move down.
@@ -100,9 +133,9 @@ class TimerWheel {
       const int64_t n = to - from < kBuckets ? to - from : kBuckets;
       for (int64_t i = 1; i <= n; ++i) {
         Process(Bucket(k, static_cast<int>((from + i) & (kBuckets - 1))), now,
-                due);
+                deadline_of, due);
       }
-      if (k == kLevels - 1) Process(&overflow_, now, due);
+      if (k == kLevels - 1) Process(&overflow_, now, deadline_of, due);
     }
   }
 
@@ -110,30 +143,30 @@ class TimerWheel {
   size_t size() const noexcept { return size_; }
 
  private:
-  static WheelNode* Next(const WheelNode* n) noexcept {
-    return static_cast<WheelNode*>(n->retired_next);
+  static WheelLink* Next(const WheelLink* n) noexcept {
+    return static_cast<WheelLink*>(n->retired_next);
   }
 
   Retired** Bucket(int level, int index) noexcept {
     return &buckets_[level * kBuckets + index];
   }
 
-  static void Unlink(WheelNode* n) noexcept {
+  static void Unlink(WheelLink* n) noexcept {
     *n->pprev = n->retired_next;
-    if (WheelNode* next = Next(n)) next->pprev = n->pprev;
+    if (WheelLink* next = Next(n)) next->pprev = n->pprev;
     n->retired_next = nullptr;
     n->pprev = nullptr;
   }
 
-  static void Push(Retired** head, WheelNode* n) noexcept {
+  static void Push(Retired** head, WheelLink* n) noexcept {
     n->retired_next = *head;
-    if (*head != nullptr) static_cast<WheelNode*>(*head)->pprev = &n->retired_next;
+    if (*head != nullptr) static_cast<WheelLink*>(*head)->pprev = &n->retired_next;
     *head = n;
     n->pprev = head;
   }
 
-  void Place(WheelNode* n) noexcept {
-    const int64_t d = n->deadline > time_ ? n->deadline : time_;
+  void Place(WheelLink* n, int64_t deadline) noexcept {
+    const int64_t d = deadline > time_ ? deadline : time_;
     for (int k = 0; k < kLevels; ++k) {
       const int shift = kShift0 + kBits * k;
       if ((d >> shift) - (time_ >> shift) < kBuckets) {
@@ -145,26 +178,29 @@ class TimerWheel {
   }
 
   // Detaches the bucket, then re-places or hands over each of its nodes.
-  template <class Due>
-  void Process(Retired** head, int64_t now, Due& due) {
+  template <class DeadlineOf, class Due>
+  void Process(Retired** head, int64_t now, DeadlineOf& deadline_of,
+               Due& due) {
     if (*head == nullptr) return;
     // The bucket becomes a private chain headed by processing_: `due` may
     // unschedule any of its nodes meanwhile. (Advance does not nest.)
     Retired*& chain = processing_;
     chain = *head;
     *head = nullptr;
-    static_cast<WheelNode*>(chain)->pprev = &chain;
+    static_cast<WheelLink*>(chain)->pprev = &chain;
     while (chain != nullptr) {
-      WheelNode* node = static_cast<WheelNode*>(chain);
+      WheelLink* node = static_cast<WheelLink*>(chain);
       chain = node->retired_next;
-      if (chain != nullptr) static_cast<WheelNode*>(chain)->pprev = &chain;
+      if (chain != nullptr) static_cast<WheelLink*>(chain)->pprev = &chain;
       node->retired_next = nullptr;
       node->pprev = nullptr;
-      if (node->deadline <= now) {
+      const int64_t deadline =
+          deadline_of(static_cast<const WheelLink*>(node));
+      if (deadline <= now) {
         --size_;
         due(node);  // may Schedule or Unschedule anything but the chain
       } else {
-        Place(node);
+        Place(node, deadline);
       }
     }
   }

@@ -161,6 +161,12 @@ class TinyLfu {
   // REQUIRES: h is in this policy.
   void Remove(PolicyHook* h) noexcept;
 
+  // Puts `h` in `old`'s place (queue, position and weight: a cache that
+  // replaces a key's entry by a new one); `old` leaves the policy (its
+  // queue becomes kNone). Counts no access.
+  // REQUIRES: old is in this policy, h in none; h->hash == old->hash.
+  void Replace(PolicyHook* old, PolicyHook* h) noexcept;
+
   // Sets h->weight. The entry keeps its place, except that it moves to the
   // overweight list if weight > max_weight(), back to the window's most
   // recent end if it was overweight and no longer is, and that protected is
