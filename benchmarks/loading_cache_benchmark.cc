@@ -91,7 +91,11 @@ void* operator new(std::size_t n, std::align_val_t a) {
 void* operator new[](std::size_t n, std::align_val_t a) {
   return operator new(n, a);
 }
-void operator delete(void* p) noexcept {
+// Not inlined: g++ 12 inlines a replacement defined in the same file into
+// each delete-expression and then reports its free() of a block that
+// operator new returned (-Wmismatched-new-delete), which is exactly the
+// pairing this replacement makes.
+[[gnu::noinline]] void operator delete(void* p) noexcept {
   if (p == nullptr) return;
   g_live_bytes.fetch_sub(static_cast<int64_t>(malloc_usable_size(p)),
                          std::memory_order_relaxed);
