@@ -24,6 +24,9 @@
 //     and on one hot key (/hot).
 //   BM_Floor_SpinInt64      each thread spins on its own line for about a
 //                           hit's time: how far 2 threads can scale here
+//   BM_Floor_HitStepsInt64  each thread does a hit's own atomic steps and
+//                           clock read on lines only it writes: the same
+//                           bound, for work shaped like a hit
 //   BM_*_BytesPerEntry      heap bytes per entry of 100k int64 entries
 //                           (malloc_usable_size of every allocation live),
 //                           and that minus the 16 bytes of key and value.
@@ -427,6 +430,34 @@ void BM_Floor_SpinInt64(benchmark::State& state) {
       static_cast<double>(state.iterations()) / took.count();
 }
 BENCHMARK(BM_Floor_SpinInt64)->Threads(1)->Threads(2)->UseRealTime();
+
+// The floor for a hit's own steps: each thread does what an unbounded hit
+// does besides reading the index and the node, all on lines it alone
+// writes: a seq_cst exchange on its own record (the epoch's Enter), a
+// relaxed fetch_add on its own stripe (the hit count), a read of
+// Clock::Coarse() and a release store (Exit). Nothing is shared, so what
+// this loses from 1 to 2 threads, the machine loses: hits cannot scale
+// better than this does in the same run.
+void BM_Floor_HitStepsInt64(benchmark::State& state) {
+  struct alignas(64) Line {
+    std::atomic<uint64_t> v{0};
+  };
+  Line record;
+  Line stripe;
+  const Clock& clock = Clock::Coarse();
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    record.v.exchange(1, std::memory_order_seq_cst);
+    stripe.v.fetch_add(1, std::memory_order_relaxed);
+    benchmark::DoNotOptimize(clock.Now());
+    record.v.store(0, std::memory_order_release);
+  }
+  const std::chrono::duration<double> took =
+      std::chrono::steady_clock::now() - start;
+  state.counters["hits_per_s"] =
+      static_cast<double>(state.iterations()) / took.count();
+}
+BENCHMARK(BM_Floor_HitStepsInt64)->Threads(1)->Threads(2)->UseRealTime();
 
 constexpr int64_t kMemoryEntries = 100000;
 
