@@ -382,8 +382,12 @@ TEST(TimerConformance, CancelReportsWhetherItPreventedTheCall) {
   FakeClock clock;
   Timer timer({.clock = &clock});
   std::atomic<int> runs{0};
+  std::promise<void> b_ran;
   const Timer::Id a = timer.RunAfter(seconds(1), [&] { ++runs; });
-  const Timer::Id b = timer.RunAfter(seconds(2), [&] { ++runs; });
+  const Timer::Id b = timer.RunAfter(seconds(2), [&] {
+    ++runs;
+    b_ran.set_value();
+  });
   EXPECT_NE(a, 0u);
   EXPECT_NE(a, b);
   EXPECT_TRUE(timer.Cancel(a));
@@ -394,7 +398,11 @@ TEST(TimerConformance, CancelReportsWhetherItPreventedTheCall) {
   const Timer::Id c = timer.RunAfter(seconds(1), [&] { ran.set_value(); });
   clock.Advance(seconds(2));
   ran.get_future().get();
-  ASSERT_TRUE(Await([&] { return timer.Pending() == 0; }));
+  // Pending() stops counting b once it starts, before it has run: wait for
+  // b itself. (Callbacks run one at a time in deadline order, so a, due
+  // before b, can no longer run once b has.)
+  b_ran.get_future().get();
+  EXPECT_EQ(timer.Pending(), 0u);
   EXPECT_FALSE(timer.Cancel(c));  // already ran
   EXPECT_FALSE(timer.Cancel(b));
   EXPECT_EQ(runs.load(), 1);  // b, not a
