@@ -727,6 +727,10 @@ class CacheCore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
   void MarkDirtyLocked(Shard& s, Entry* e, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
+  // Size() and Weight(): expires what is due in each shard, then sums its
+  // `live` counter (Shard::live or Shard::live_weight).
+  template <class T>
+  T SumLive(T Shard::*live);
   // Expiry transitions due by `now`, then reclamation.
   void ExpireLocked(Shard& s, int64_t now, Aftermath& after)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu);
@@ -2718,33 +2722,26 @@ void CacheCore<K, V, H, E, P>::InvalidateAll() {
 }
 
 template <class K, class V, class H, class E, class P>
-size_t CacheCore<K, V, H, E, P>::Size() {
+template <class T>
+T CacheCore<K, V, H, E, P>::SumLive(T Shard::*live) {
   const int64_t now = NowNs();
   EpochGuard g;
-  size_t n = 0;
-  for (size_t i = 0; i <= shard_mask_; ++i) {
-    Shard& s = shards_[i];
+  return SumOver<T>(shards_.get(), shard_mask_ + 1, [&](Shard& s, T& sum) {
     Aftermath after(this);
     MutexLock lock(&s.mu);
     ExpireLocked(s, now, after);
-    n += s.live;
-  }
-  return n;
+    sum += s.*live;
+  });
+}
+
+template <class K, class V, class H, class E, class P>
+size_t CacheCore<K, V, H, E, P>::Size() {
+  return SumLive(&Shard::live);
 }
 
 template <class K, class V, class H, class E, class P>
 uint64_t CacheCore<K, V, H, E, P>::Weight() {
-  const int64_t now = NowNs();
-  EpochGuard g;
-  uint64_t w = 0;
-  for (size_t i = 0; i <= shard_mask_; ++i) {
-    Shard& s = shards_[i];
-    Aftermath after(this);
-    MutexLock lock(&s.mu);
-    ExpireLocked(s, now, after);
-    w += s.live_weight;
-  }
-  return w;
+  return SumLive(&Shard::live_weight);
 }
 
 template <class K, class V, class H, class E, class P>
